@@ -1,0 +1,230 @@
+#include "common/config.hpp"
+
+#include <unistd.h>
+
+#include <toml++/toml.h>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+namespace prefork::common {
+namespace {
+
+constexpr std::string_view kCommandLine = "command line";
+
+std::string where(const toml::node& node) {
+  const auto& src = node.source();
+  std::string text = src.path ? *src.path : std::string("<unknown>");
+  if (text != kCommandLine && src.begin.line > 0) text += ":" + std::to_string(src.begin.line);
+  return text;
+}
+
+std::string describe(const toml::node& node) {
+  std::ostringstream out;
+  out << node.type() << " ";
+  node.visit([&out](const auto& value) { out << value; });
+  return out.str();
+}
+
+[[noreturn]] void fail(const toml::node& node, std::string_view key, std::string_view expected) {
+  throw ConfigError(where(node) + ": key '" + std::string(key) + "': expected " +
+                    std::string(expected) + ", got " + describe(node));
+}
+
+std::int64_t integer_in(const toml::node& node, std::string_view key, std::int64_t lo,
+                        std::int64_t hi) {
+  const auto value = node.value<std::int64_t>();
+  if (!node.is_integer() || !value || *value < lo || *value > hi) {
+    fail(node, key, "an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return *value;
+}
+
+unsigned count_in(const toml::node& node, std::string_view key, unsigned lo, unsigned hi) {
+  return static_cast<unsigned>(integer_in(node, key, lo, hi));
+}
+
+// Durations are seconds, integer or fractional, so "0.5" and "30" both read naturally.
+Millis seconds(const toml::node& node, std::string_view key) {
+  const auto value = node.value<double>();
+  if (!(node.is_integer() || node.is_floating_point()) || !value || *value < 0.001 ||
+      *value > 86400.0 * 365) {
+    fail(node, key, "a duration in seconds (a number from 0.001 to 31536000)");
+  }
+  return static_cast<Millis>(*value * 1000.0);
+}
+
+std::string one_of(const toml::node& node, std::string_view key,
+                   std::initializer_list<std::string_view> allowed) {
+  std::string expected = "one of";
+  for (auto choice : allowed) expected += std::string(" \"") + std::string(choice) + "\"";
+  const auto* text = node.as_string();
+  if (text == nullptr) fail(node, key, expected);
+  for (auto choice : allowed) {
+    if (text->get() == choice) return text->get();
+  }
+  fail(node, key, expected);
+}
+
+std::string nonempty_string(const toml::node& node, std::string_view key) {
+  const auto* text = node.as_string();
+  if (text == nullptr || text->get().empty()) fail(node, key, "a non-empty string");
+  return text->get();
+}
+
+std::vector<std::string> string_list(const toml::node& node, std::string_view key) {
+  std::vector<std::string> out;
+  if (const auto* text = node.as_string()) {
+    out.push_back(text->get());
+  } else if (const auto* array = node.as_array()) {
+    for (const auto& item : *array) out.push_back(nonempty_string(item, key));
+  } else {
+    fail(node, key, "a string or an array of strings");
+  }
+  if (out.empty()) fail(node, key, "at least one entry");
+  return out;
+}
+
+using Setter = std::function<void(const toml::node&, std::string_view, Config&)>;
+
+const std::vector<std::pair<std::string_view, Setter>>& setters() {
+  constexpr auto kUintMax = std::numeric_limits<unsigned>::max();
+  static const std::vector<std::pair<std::string_view, Setter>> table = {
+      {"listen", [](auto& n, auto k, Config& c) { c.listen = string_list(n, k); }},
+      {"mode",
+       [](auto& n, auto k, Config& c) {
+         c.mode = one_of(n, k, {"prefork", "per-connection"}) == "prefork" ? Mode::kPrefork
+                                                                           : Mode::kPerConnection;
+       }},
+      {"workers",
+       [](auto& n, auto k, Config& c) {
+         const auto* text = n.as_string();
+         if (text != nullptr && text->get() == "auto") {
+           c.workers = 0;
+         } else if (!n.is_integer()) {
+           fail(n, k, "\"auto\" or an integer from 1 to 1024");
+         } else {
+           c.workers = count_in(n, k, 1, 1024);
+         }
+       }},
+      {"max_children",
+       [](auto& n, auto k, Config& c) { c.max_children = count_in(n, k, 1, 65536); }},
+      {"max_children_per_ip",
+       [](auto& n, auto k, Config& c) { c.max_children_per_ip = count_in(n, k, 0, 65536); }},
+      {"max_requests",
+       [](auto& n, auto k, Config& c) {
+         c.max_requests = static_cast<std::uint64_t>(
+             integer_in(n, k, 0, std::numeric_limits<std::int64_t>::max()));
+       }},
+      {"graceful_timeout", [](auto& n, auto k, Config& c) { c.graceful_timeout = seconds(n, k); }},
+      {"worker_timeout", [](auto& n, auto k, Config& c) { c.worker_timeout = seconds(n, k); }},
+      {"header_timeout", [](auto& n, auto k, Config& c) { c.header_timeout = seconds(n, k); }},
+      {"body_timeout", [](auto& n, auto k, Config& c) { c.body_timeout = seconds(n, k); }},
+      {"keepalive_timeout",
+       [](auto& n, auto k, Config& c) { c.keepalive_timeout = seconds(n, k); }},
+      {"send_timeout", [](auto& n, auto k, Config& c) { c.send_timeout = seconds(n, k); }},
+      {"keepalive_requests",
+       [](auto& n, auto k, Config& c) { c.keepalive_requests = count_in(n, k, 1, kUintMax); }},
+      {"max_connections",
+       [](auto& n, auto k, Config& c) { c.max_connections = count_in(n, k, 1, 1'000'000); }},
+      {"max_request_line",
+       [](auto& n, auto k, Config& c) {
+         c.max_request_line = static_cast<std::size_t>(integer_in(n, k, 64, 1 << 20));
+       }},
+      {"max_header_bytes",
+       [](auto& n, auto k, Config& c) {
+         c.max_header_bytes = static_cast<std::size_t>(integer_in(n, k, 256, 1 << 24));
+       }},
+      {"max_headers", [](auto& n, auto k, Config& c) { c.max_headers = count_in(n, k, 1, 10000); }},
+      {"max_body_bytes",
+       [](auto& n, auto k, Config& c) {
+         c.max_body_bytes = static_cast<std::uint64_t>(
+             integer_in(n, k, 0, std::numeric_limits<std::int64_t>::max()));
+       }},
+      {"error_log", [](auto& n, auto k, Config& c) { c.error_log = nonempty_string(n, k); }},
+      {"log_level",
+       [](auto& n, auto k, Config& c) {
+         c.log_level = one_of(n, k, {"trace", "debug", "info", "warn", "error", "critical"});
+       }},
+  };
+  return table;
+}
+
+const Setter* find_setter(std::string_view key) {
+  for (const auto& [name, setter] : setters()) {
+    if (name == key) return &setter;
+  }
+  return nullptr;
+}
+
+toml::table parse_text(std::string_view text, std::string_view source) {
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& err) {
+    const auto& src = err.source();
+    throw ConfigError((src.path ? *src.path : std::string(source)) + ":" +
+                      std::to_string(src.begin.line) +
+                      ": invalid TOML: " + std::string(err.description()));
+  }
+}
+
+// A command-line value is TOML when it parses as such ("5", "[\"a\"]"), else a plain string.
+toml::table parse_override(const Override& item) {
+  if (item.key.empty() || item.key.find_first_of(" =.[]\"") != std::string::npos) {
+    throw ConfigError(std::string(kCommandLine) + ": '" + item.key +
+                      "' is not a configuration key");
+  }
+  try {
+    return toml::parse(item.key + " = " + item.value, kCommandLine);
+  } catch (const toml::parse_error&) {
+    std::ostringstream quoted;  // toml++ prints a string value as a valid TOML string literal
+    quoted << toml::value<std::string>(item.value);
+    return toml::parse(item.key + " = " + quoted.str(), kCommandLine);
+  }
+}
+
+Config build(toml::table table, std::string source, const std::vector<Override>& overrides) {
+  for (const auto& item : overrides) {
+    for (auto&& [key, node] : parse_override(item)) table.insert_or_assign(key, std::move(node));
+  }
+  Config config;
+  config.source = std::move(source);
+  for (auto&& [key, node] : table) {
+    const Setter* setter = find_setter(key.str());
+    if (setter == nullptr) {
+      throw ConfigError(where(node) + ": unknown key '" + std::string(key.str()) + "'");
+    }
+    (*setter)(node, key.str(), config);
+  }
+  return config;
+}
+
+}  // namespace
+
+std::string_view mode_name(Mode mode) {
+  return mode == Mode::kPrefork ? "prefork" : "per-connection";
+}
+
+unsigned Config::worker_count() const {
+  if (workers != 0) return workers;
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus > 0 ? static_cast<unsigned>(cpus) : 1U;
+}
+
+Config parse_config(std::string_view text, const std::string& source_name,
+                    const std::vector<Override>& overrides) {
+  return build(parse_text(text, source_name), source_name, overrides);
+}
+
+Config load_config(const std::string& path, const std::vector<Override>& overrides) {
+  if (path.empty()) return build(toml::table{}, "<built-in defaults>", overrides);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path, overrides);
+}
+
+}  // namespace prefork::common

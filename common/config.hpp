@@ -1,0 +1,75 @@
+// The server configuration: built-in defaults, the TOML file, and command-line overrides
+// (master; children receive a copy across fork). Every error names file, line, key and what
+// was expected, so a bad file is rejected before anything changes.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/clock.hpp"
+
+namespace prefork::common {
+
+enum class Mode { kPrefork, kPerConnection };
+
+std::string_view mode_name(Mode mode);
+
+struct Config {
+  std::string source = "<built-in defaults>";  // the file it came from
+
+  // Processes.
+  std::vector<std::string> listen{"[::]:8888"};
+  Mode mode = Mode::kPrefork;
+  unsigned workers = 0;  // 0 = "auto": one per online CPU
+  unsigned max_children = 256;
+  unsigned max_children_per_ip = 0;  // 0 = no per-client cap
+  std::uint64_t max_requests = 0;    // recycle a worker after this many requests; 0 = never
+  Millis graceful_timeout = 30'000;
+  Millis worker_timeout = 30'000;
+
+  // Per-connection timeouts (worker).
+  Millis header_timeout = 10'000;
+  Millis body_timeout = 30'000;
+  Millis keepalive_timeout = 75'000;
+  Millis send_timeout = 30'000;
+  unsigned keepalive_requests = 1000;
+  unsigned max_connections = 4096;
+
+  // Request limits (worker).
+  std::size_t max_request_line = 8192;
+  std::size_t max_header_bytes = 16384;
+  unsigned max_headers = 100;
+  std::uint64_t max_body_bytes = 10ULL * 1024 * 1024;
+
+  // Logging.
+  std::string error_log = "stderr";
+  std::string log_level = "info";
+
+  // Resolved value of `workers` (auto -> CPUs).
+  [[nodiscard]] unsigned worker_count() const;
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One `key=value` from the command line; the value is TOML ("5", "\"x\"", "[\"a\"]") or, when
+// it does not parse as TOML, a plain string.
+struct Override {
+  std::string key;
+  std::string value;
+};
+
+// Reads `path` (empty: defaults only), then applies overrides in order. Throws ConfigError.
+Config load_config(const std::string& path, const std::vector<Override>& overrides = {});
+
+// Same, from text already in memory (tests); `source_name` is used in messages.
+Config parse_config(std::string_view text, const std::string& source_name,
+                    const std::vector<Override>& overrides = {});
+
+}  // namespace prefork::common

@@ -1,0 +1,145 @@
+#include "common/listeners.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+
+#include "common/config.hpp"
+#include "common/sys_error.hpp"
+
+namespace prefork::common {
+namespace {
+
+struct ParsedAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  bool any_v6 = false;  // "[::]": listen dual-stack
+  std::uint16_t port = 0;
+};
+
+[[noreturn]] void bad_spec(const std::string& spec, const std::string& why) {
+  throw ConfigError("listen address '" + spec + "': " + why);
+}
+
+std::uint16_t parse_port(const std::string& spec, std::string_view text) {
+  unsigned value = 0;
+  const auto* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || ptr != end || value > 65535) {
+    bad_spec(spec, "expected a port from 0 to 65535");
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+ParsedAddress parse_spec(const std::string& spec) {
+  std::string host = "::";
+  std::string_view port_text = spec;
+  if (spec.starts_with('[')) {
+    const auto close = spec.find("]:");
+    if (close == std::string::npos) bad_spec(spec, "expected [IPv6]:PORT");
+    host = spec.substr(1, close - 1);
+    port_text = std::string_view(spec).substr(close + 2);
+  } else if (const auto colon = spec.rfind(':'); colon != std::string::npos) {
+    host = spec.substr(0, colon);
+    port_text = std::string_view(spec).substr(colon + 1);
+    if (host.find(':') != std::string::npos) bad_spec(spec, "an IPv6 address needs [brackets]");
+  }
+  ParsedAddress out;
+  out.port = parse_port(spec, port_text);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(out.port);
+    out.length = sizeof(sockaddr_in);
+  } else if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(out.port);
+    out.length = sizeof(sockaddr_in6);
+    out.any_v6 = IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr);
+  } else {
+    bad_spec(spec, "expected a numeric IPv4 or [IPv6] address");
+  }
+  return out;
+}
+
+void set_int_option(int fd, int level, int name, int value, const char* what) {
+  if (::setsockopt(fd, level, name, &value, sizeof value) != 0) {
+    throw SysError(std::string("setsockopt(") + what + ")");
+  }
+}
+
+Listener bind_one(const std::string& spec, const ParsedAddress& addr, int backlog,
+                  int defer_accept_s) {
+  const int family = addr.storage.ss_family;
+  UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) throw SysError("socket(" + spec + ")");
+  set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+  if (family == AF_INET6) {
+    set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, addr.any_v6 ? 0 : 1, "IPV6_V6ONLY");
+  }
+  // Accepted sockets inherit these: no Nagle delay on our single-write responses, and no
+  // wake-up for a connection that has not sent anything yet.
+  set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+  set_int_option(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, defer_accept_s, "TCP_DEFER_ACCEPT");
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr.storage), addr.length) != 0) {
+    throw SysError("bind(" + spec + ")");
+  }
+  if (::listen(fd.get(), backlog) != 0) throw SysError("listen(" + spec + ")");
+  sockaddr_storage actual{};
+  socklen_t actual_len = sizeof actual;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&actual), &actual_len);
+  return Listener{std::move(fd), spec,
+                  format_address(reinterpret_cast<sockaddr*>(&actual), actual_len)};
+}
+
+}  // namespace
+
+void validate_listen_spec(const std::string& spec) {
+  parse_spec(spec);
+}
+
+std::string format_address(const sockaddr* addr, socklen_t len) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (addr->sa_family == AF_INET && len >= sizeof(sockaddr_in)) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(addr);
+    ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+  }
+  if (addr->sa_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
+  }
+  return "unknown";
+}
+
+int somaxconn(int fallback) {
+  std::ifstream in("/proc/sys/net/core/somaxconn");
+  int value = 0;
+  if (in >> value && value > 0) return value;
+  return fallback;
+}
+
+std::vector<Listener> open_listeners(const std::vector<std::string>& specs,
+                                     const ListenOptions& options) {
+  const int backlog = std::min(options.backlog, somaxconn(options.backlog));
+  std::vector<Listener> out;
+  for (const auto& spec : specs) {
+    ParsedAddress addr = parse_spec(spec);
+    try {
+      out.push_back(bind_one(spec, addr, backlog, options.defer_accept_s));
+    } catch (const SysError& err) {
+      if (!(addr.any_v6 && err.code() == EAFNOSUPPORT)) throw;
+      ParsedAddress v4 = parse_spec("0.0.0.0:" + std::to_string(addr.port));
+      out.push_back(bind_one(spec, v4, backlog, options.defer_accept_s));
+    }
+  }
+  return out;
+}
+
+}  // namespace prefork::common

@@ -1,0 +1,70 @@
+#include "common/signals.hpp"
+
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/sys_error.hpp"
+
+namespace prefork::common {
+
+sigset_t make_sigset(std::initializer_list<int> signals) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signo : signals) sigaddset(&set, signo);
+  return set;
+}
+
+BlockedSignals::BlockedSignals(const sigset_t& set) {
+  if (const int err = ::pthread_sigmask(SIG_BLOCK, &set, &previous_); err != 0) {
+    throw SysError("pthread_sigmask", err);
+  }
+}
+
+BlockedSignals::~BlockedSignals() {
+  ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+}
+
+UniqueFd open_signalfd(const sigset_t& set) {
+  UniqueFd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!fd) throw SysError("signalfd");
+  return fd;
+}
+
+std::optional<int> read_signal(int signal_fd) {
+  signalfd_siginfo info{};
+  for (;;) {
+    const ssize_t n = ::read(signal_fd, &info, sizeof info);
+    if (n == static_cast<ssize_t>(sizeof info)) return static_cast<int>(info.ssi_signo);
+    if (n < 0 && errno == EINTR) continue;
+    return std::nullopt;  // EAGAIN: nothing pending
+  }
+}
+
+void reset_signals_after_fork() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int signo = 1; signo < NSIG; ++signo) {
+    if (signo == SIGKILL || signo == SIGSTOP) continue;
+    ::sigaction(signo, &dfl, nullptr);  // fails harmlessly for the reserved real-time signals
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+}
+
+void ignore_sigpipe() {
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  ::sigaction(SIGPIPE, &ign, nullptr);
+}
+
+std::string signal_name(int signo) {
+  if (const char* abbrev = ::sigabbrev_np(signo)) return std::string("SIG") + abbrev;
+  return "signal " + std::to_string(signo);
+}
+
+}  // namespace prefork::common

@@ -1,0 +1,50 @@
+// Signal plumbing shared by the master and its children: a RAII signal mask, signalfd helpers,
+// signal names, and the master-to-child protocol (which signal asks a child to do what).
+#pragma once
+
+#include <signal.h>
+
+#include <initializer_list>
+#include <optional>
+#include <string>
+
+#include "common/unique_fd.hpp"
+
+namespace prefork::common {
+
+// What the master sends a child. A hung child ignores all of these; it gets SIGKILL next.
+inline constexpr int kSignalDrain = SIGQUIT;   // stop accepting, finish in-flight, exit 0
+inline constexpr int kSignalStop = SIGTERM;    // exit now
+inline constexpr int kSignalReopen = SIGUSR1;  // reopen log files
+
+sigset_t make_sigset(std::initializer_list<int> signals);
+
+// Blocks `set` for the lifetime of the object and restores the previous mask afterwards.
+class BlockedSignals {
+ public:
+  explicit BlockedSignals(const sigset_t& set);
+  BlockedSignals(const BlockedSignals&) = delete;
+  BlockedSignals& operator=(const BlockedSignals&) = delete;
+  ~BlockedSignals();
+
+ private:
+  sigset_t previous_{};
+};
+
+// A non-blocking, close-on-exec signalfd for `set` (which must already be blocked).
+UniqueFd open_signalfd(const sigset_t& set);
+
+// Next pending signal from a signalfd, or nullopt when none is left.
+std::optional<int> read_signal(int signal_fd);
+
+// In a freshly forked child: default dispositions and an empty mask, so the child's own
+// signalfd (or the default action) sees what the master sends.
+void reset_signals_after_fork();
+
+// Ignores SIGPIPE (writes use MSG_NOSIGNAL; this covers the rest).
+void ignore_sigpipe();
+
+// "SIGTERM", "SIGSEGV", or "signal 64".
+std::string signal_name(int signo);
+
+}  // namespace prefork::common

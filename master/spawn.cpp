@@ -1,0 +1,45 @@
+#include "master/spawn.hpp"
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <exception>
+
+#include "common/exit_codes.hpp"
+#include "common/log.hpp"
+#include "common/signals.hpp"
+
+namespace prefork::master {
+namespace {
+
+[[noreturn]] void run_child(const ChildSetup& setup, const std::function<int()>& body,
+                            pid_t master_pid) {
+  common::reset_signals_after_fork();
+  // The master may have died between fork() and prctl(): then our parent is already someone else.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != master_pid) {
+    ::_exit(common::kExitBoot);
+  }
+  int code = common::kExitBoot;
+  try {
+    if (setup.drop_master_fds) setup.drop_master_fds();
+    common::init_logging(setup.log_tag, setup.config->error_log, setup.config->log_level);
+    code = body();
+  } catch (const std::exception& err) {
+    spdlog::critical("{} failed: {}", setup.log_tag, err.what());
+  }
+  common::flush_logging();
+  // _exit, not exit: the master's atexit handlers and stdio buffers are not ours to run.
+  ::_exit(code);
+}
+
+}  // namespace
+
+pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body) {
+  const pid_t master_pid = ::getpid();
+  common::flush_logging();  // nothing buffered may be written twice
+  const pid_t pid = ::fork();
+  if (pid == 0) run_child(setup, body, master_pid);
+  return pid;
+}
+
+}  // namespace prefork::master

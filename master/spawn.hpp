@@ -1,0 +1,24 @@
+// Forking a child with a given entry function (master only; the child side runs after fork).
+// The child gets default signal handling, dies with the master (PR_SET_PDEATHSIG), drops the
+// master's own descriptors, gets a fresh logger, runs the entry and _exit()s with its result.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+
+#include "common/config.hpp"
+
+namespace prefork::master {
+
+struct ChildSetup {
+  std::string log_tag;                     // "worker 3", "connection"
+  const common::Config* config = nullptr;  // for the logger
+  std::function<void()> drop_master_fds;   // runs in the child: closes what only the master owns
+};
+
+// Returns the child's pid, or -1 with errno set (EAGAIN, ENOMEM) when fork failed.
+pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body);
+
+}  // namespace prefork::master

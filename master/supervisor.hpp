@@ -1,0 +1,129 @@
+// The master's supervision loop (master only): spawns children through injected entry functions,
+// reaps every child, respawns with backoff, kills hung workers, reloads, drains and stops.
+// It never serves HTTP and does not know what its children do.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/child_context.hpp"
+#include "common/config.hpp"
+#include "common/listeners.hpp"
+#include "common/rate_limiter.hpp"
+#include "common/scoreboard.hpp"
+#include "common/unique_fd.hpp"
+#include "master/worker_table.hpp"
+
+namespace prefork::master {
+
+struct ChildEntries {
+  common::WorkerEntry worker;          // prefork mode
+  common::ConnectionEntry connection;  // per-connection mode
+};
+
+// Re-reads the configuration for a reload; throws common::ConfigError when it is invalid.
+using ConfigLoader = std::function<common::Config()>;
+
+struct SupervisorOptions {
+  RespawnPolicy respawn;
+  Millis fast_stop_timeout = 5'000;  // INT: how long children get after SIGTERM
+  std::size_t scoreboard_slots = 2048;
+};
+
+class Supervisor {
+ public:
+  Supervisor(common::Config config, std::vector<common::Listener> listeners, ChildEntries entries,
+             ConfigLoader reload_config, SupervisorOptions options = {});
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+  ~Supervisor();
+
+  // Runs until stopped; returns the process exit code.
+  int run();
+
+ private:
+  enum class Phase { kServing, kDraining, kFastStopping, kDone };
+  struct ConnectionChild {
+    std::string client_ip;
+  };
+
+  // The loop's steps, in order.
+  void wait_for_events();
+  void drain_signals();
+  void reap_children();
+  void progress_stop();
+  void reload();
+  void reopen_logs();
+  void resize_pool();
+  void maintain_pool();
+  void accept_connections();
+
+  // Prefork pool.
+  void spawn_due_workers();
+  void spawn_worker(std::size_t slot);
+  void kill_hung_workers();
+  void recycle_workers();
+  void retire_old_generation_when_ready();
+  void check_pool_alive();
+  [[nodiscard]] bool generation_serving() const;
+  void on_worker_exit(pid_t pid, int status);
+
+  // Per-connection mode.
+  void serve_in_child(common::UniqueFd client, const std::string& client_ip);
+  void on_connection_child_exit(pid_t pid, int status);
+  void update_accept_interest();
+  void set_accept_interest(bool want);
+  common::Listener* find_listener(const std::string& spec);
+  void apply_listeners(const std::vector<std::string>& specs, std::vector<common::Listener> added);
+  [[nodiscard]] bool below_child_cap() const;
+
+  // Stopping.
+  void begin_graceful_stop(int exit_code, const char* why);
+  void begin_fast_stop(int exit_code, const char* why);
+  void signal_all_children(int signo);
+  void kill_everything();
+  void close_listeners();
+
+  void watch(int fd, std::uint32_t events);
+  void drop_master_fds();
+  void notify_ready_once();
+  [[nodiscard]] Millis next_wakeup(Millis now) const;
+
+  common::Config config_;
+  std::vector<common::Listener> listeners_;
+  ChildEntries entries_;
+  ConfigLoader reload_config_;
+  SupervisorOptions options_;
+  std::unique_ptr<common::Scoreboard> scoreboard_;
+  WorkerTable table_;
+  common::UniqueFd epoll_;
+  common::UniqueFd signal_fd_;
+
+  std::unordered_map<pid_t, ConnectionChild> connection_children_;
+  std::unordered_map<std::string, unsigned> children_per_ip_;
+  bool accepting_ = false;
+  std::vector<int> readable_listeners_;
+  common::UniqueFd pending_client_;  // accepted, waiting for fork to succeed again
+  std::string pending_client_ip_;
+  Millis fork_retry_at_ = 0;
+  Millis fork_backoff_ = 0;
+  common::RateLimiter fork_failure_log_{5'000};
+  std::uint64_t cap_hits_ = 0;
+
+  Phase phase_ = Phase::kServing;
+  Millis stop_deadline_ = 0;
+  int exit_code_ = 0;
+  bool reload_requested_ = false;
+  bool reopen_requested_ = false;
+  int resize_delta_ = 0;
+  bool retire_pending_ = false;
+  bool ready_notified_ = false;
+  Millis last_hung_check_ = 0;
+};
+
+}  // namespace prefork::master

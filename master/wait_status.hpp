@@ -1,0 +1,14 @@
+// Describes a waitpid() status in words for log lines and the status page (master only).
+#pragma once
+
+#include <string>
+
+namespace prefork::master {
+
+// "exited with code 3", "killed by SIGSEGV (core dumped)", "stopped by SIGSTOP".
+std::string describe_wait_status(int status);
+
+// True for an exit the master must not answer with a respawn (exit code 2: fatal config).
+bool is_fatal_exit(int status);
+
+}  // namespace prefork::master

@@ -1,0 +1,191 @@
+// The HTTP contract (design §4) against the real binary over loopback.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "tests/support/server_process.hpp"
+
+namespace prefork::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class Http : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new ServerProcess({.args = {"--workers", "2", "--set", "max_body_bytes=2097152"}});
+  }
+  static void TearDownTestSuite() {
+    server_->signal(SIGTERM);
+    const auto status = server_->wait_exit(10s);
+    EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+    EXPECT_THAT(server_->unexpected_errors(), IsEmpty());
+    delete server_;
+    EXPECT_EQ(reap_zombies(), 0);
+  }
+  static std::uint16_t port() { return server_->port(); }
+  static ServerProcess* server_;
+};
+ServerProcess* Http::server_ = nullptr;
+
+void expect_hello(const Response& r) {
+  EXPECT_EQ(r.status_line, "HTTP/1.1 200 OK");
+  EXPECT_EQ(r.header("content-type"), "text/plain; charset=utf-8");
+  EXPECT_EQ(r.header("content-length"), "13");
+  EXPECT_EQ(r.header("server"), "prefork-httpd");
+  EXPECT_THAT(r.header("date"),
+              ::testing::MatchesRegex(R"(\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT)"));
+}
+
+TEST_F(Http, GetAnswersHelloWorld) {
+  const Response r = fetch(port(), get_request("/any/path?x=1"));
+  expect_hello(r);
+  EXPECT_EQ(r.body, "Hello, World!");
+}
+
+TEST_F(Http, HeadHasTheSameHeadersAndNoBody) {
+  Client c(port());
+  c.send("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const Response r = c.read_response(/*head_request=*/true);
+  expect_hello(r);
+  EXPECT_EQ(r.body, "");
+  c.send(get_request());  // nothing stray was sent after the head
+  EXPECT_EQ(c.read_response().body, "Hello, World!");
+}
+
+TEST_F(Http, Http10ClosesUnlessKeepAliveIsAsked) {
+  Client c(port());
+  c.send("GET / HTTP/1.0\r\n\r\n");
+  const Response r = c.read_response();
+  EXPECT_EQ(r.body, "Hello, World!");
+  EXPECT_TRUE(c.wait_closed());
+
+  Client k(port());
+  k.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(k.read_response().header("connection"), "keep-alive");
+  k.send("GET / HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(k.read_response().body, "Hello, World!");
+  EXPECT_TRUE(k.wait_closed());
+}
+
+TEST_F(Http, ConnectionCloseIsHonored) {
+  Client c(port());
+  c.send(get_request("/", "Connection: close\r\n"));
+  const Response r = c.read_response();
+  EXPECT_EQ(r.header("connection"), "close");
+  EXPECT_EQ(r.body, "Hello, World!");
+  EXPECT_TRUE(c.wait_closed());
+}
+
+TEST_F(Http, HundredPipelinedRequestsInOneWriteAreAnsweredInOrder) {
+  Client c(port());
+  std::string batch;
+  for (int i = 0; i < 100; ++i) {
+    batch += (i % 2 == 0 ? "GET /" : "HEAD /") + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  c.send(batch);
+  for (int i = 0; i < 100; ++i) {
+    const Response r = c.read_response(/*head_request=*/i % 2 == 1);
+    ASSERT_EQ(r.status, 200) << i;
+    EXPECT_EQ(r.body, i % 2 == 0 ? "Hello, World!" : "") << i;
+  }
+}
+
+TEST_F(Http, PostWithAOneMebibyteBodyThenGetOnTheSameConnection) {
+  Client c(port());
+  const std::string body(1 << 20, 'x');
+  c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body + get_request());
+  const Response post = c.read_response();
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.header("allow"), "GET, HEAD");
+  const Response get = c.read_response();
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(get.body, "Hello, World!");
+}
+
+TEST_F(Http, ChunkedBodyIsDiscardedWithoutDesync) {
+  Client c(port());
+  c.send(
+      "PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n" +
+      get_request());
+  EXPECT_EQ(c.read_response().status, 405);
+  EXPECT_EQ(c.read_response().body, "Hello, World!");
+}
+
+TEST_F(Http, ExpectContinueGetsAnInterimResponse) {
+  Client c(port());
+  c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+  EXPECT_EQ(c.read_response().status_line, "HTTP/1.1 100 Continue");
+  c.send("abcd");
+  EXPECT_EQ(c.read_response().status, 405);
+}
+
+struct ErrorCase {
+  const char* name;
+  std::string request;
+  int status;
+};
+
+class HttpErrors : public Http, public ::testing::WithParamInterface<ErrorCase> {};
+
+TEST_P(HttpErrors, AnswerOnceThenClose) {
+  Client c(port());
+  // The trailing GET must never be answered: exactly one error response, then close.
+  c.send(GetParam().request + get_request());
+  const Response r = c.read_response();
+  EXPECT_EQ(r.status, GetParam().status) << r.status_line;
+  EXPECT_EQ(r.header("connection"), "close");
+  EXPECT_FALSE(r.header("date").empty());
+  EXPECT_TRUE(c.wait_closed()) << "a second response was sent";
+  // The worker keeps serving everyone else.
+  EXPECT_EQ(fetch(port(), get_request()).body, "Hello, World!");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Statuses, HttpErrors,
+    ::testing::Values(
+        ErrorCase{"Malformed", "GARBAGE\r\n\r\n", 400},
+        ErrorCase{"MissingHost", "GET / HTTP/1.1\r\n\r\n", 400},
+        ErrorCase{"TwoHosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+        ErrorCase{"BadHost", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+        ErrorCase{"ClAndTe",
+                  "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n0\r\n\r\n",
+                  400},
+        ErrorCase{"TwoContentLengths",
+                  "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+                  400},
+        ErrorCase{"BadChunk",
+                  "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        ErrorCase{"BodyTooLarge", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
+                  413},
+        ErrorCase{"UriTooLong", "GET /" + std::string(100 * 1024, 'a') + " HTTP/1.1\r\n\r\n", 414},
+        ErrorCase{"TooManyHeaders",
+                  [] {
+                    std::string r = "GET / HTTP/1.1\r\nHost: x\r\n";
+                    for (int i = 0; i < 1000; ++i) r += "X-" + std::to_string(i) + ": y\r\n";
+                    return r + "\r\n";
+                  }(),
+                  431},
+        ErrorCase{"HeadersTooLarge",
+                  "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(64 * 1024, 'b') + "\r\n\r\n",
+                  431},
+        ErrorCase{"Http2Version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+        ErrorCase{"Http12Version", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505}),
+    [](const auto& test) { return std::string(test.param.name); });
+
+TEST_F(Http, Ipv6LoopbackWorksWhenListeningDualStack) {
+  ServerProcess v6({.args = {"--workers", "1"}, .listen = "[::]:0"});
+  Client c(v6.port(), "::1");
+  c.send(get_request());
+  EXPECT_EQ(c.read_response().body, "Hello, World!");
+  Client c4(v6.port(), "127.0.0.1");
+  c4.send(get_request());
+  EXPECT_EQ(c4.read_response().body, "Hello, World!");
+}
+
+}  // namespace
+}  // namespace prefork::testing

@@ -1,0 +1,146 @@
+// Starting, stopping and killing the real binary: signals, exit codes, no stray processes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "tests/support/server_process.hpp"
+
+namespace prefork::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using Clock = std::chrono::steady_clock;
+
+int exit_code(std::optional<int> status) {
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+// Runs the binary to completion (for -t, --version, bad configs); returns exit code and output.
+std::pair<int, std::string> run_binary(const std::string& args) {
+  const std::string command = std::string(PREFORK_HTTPD_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (const std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(Lifecycle, SigtermWhileARequestIsHalfSentStillAnswersIt) {
+  ServerProcess server({.args = {"--workers", "2", "--set", "graceful_timeout=5"}});
+  Client c(server.port());
+  c.send("GET /slow HTTP/1.1\r\nHost: x\r\n");
+  std::this_thread::sleep_for(100ms);  // the worker has read the first half
+  const auto start = Clock::now();
+  server.signal(SIGTERM);
+  ASSERT_TRUE(server.wait_for_log("graceful stop"));
+  c.send("\r\n");
+  const Response r = c.read_response();
+  EXPECT_EQ(r.body, "Hello, World!");
+  EXPECT_EQ(r.header("connection"), "close");
+  const auto status = server.wait_exit(6s);
+  EXPECT_EQ(exit_code(status), 0);
+  EXPECT_LT(Clock::now() - start, 5s);
+  EXPECT_THAT(server.unexpected_errors(), IsEmpty());
+}
+
+TEST(Lifecycle, AKilledWorkerIsReplacedWithinOneSecond) {
+  ServerProcess server({.args = {"--workers", "3"}});
+  const std::size_t fds_before = server.open_fd_count();
+  auto workers = server.children();
+  ASSERT_EQ(workers.size(), 3U);
+  const pid_t victim = workers[1];
+  const auto start = Clock::now();
+  ::kill(victim, SIGKILL);
+  ASSERT_TRUE(wait_gone(victim, 1s));
+  workers.erase(workers.begin() + 1);
+  ASSERT_TRUE(server.wait_for_log("killed by SIGKILL; respawning now"));
+  // Back to full size, the victim gone, within one second of the kill.
+  const auto deadline = start + 1s;
+  bool full = false;
+  while (!full && Clock::now() < deadline) {
+    const auto now = server.children();
+    full = now.size() == 3 && std::find(now.begin(), now.end(), victim) == now.end();
+    if (!full) std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(full);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(fetch(server.port(), get_request()).status, 200);
+  EXPECT_EQ(server.open_fd_count(), fds_before);
+  EXPECT_THAT(server.unexpected_errors({"killed by SIGKILL"}), IsEmpty());
+}
+
+TEST(Lifecycle, KillingTheMasterTakesEveryWorkerWithIt) {
+  ServerProcess server({.args = {"--workers", "3"}});
+  const auto workers = server.children();
+  ASSERT_EQ(workers.size(), 3U);
+  server.signal(SIGKILL);
+  ASSERT_TRUE(server.wait_exit(2s));
+  for (const pid_t w : workers) EXPECT_TRUE(wait_gone(w, 2s)) << "worker " << w << " outlived";
+  EXPECT_EQ(reap_zombies(), 0);
+}
+
+TEST(Lifecycle, SigintStopsFast) {
+  ServerProcess server({.args = {"--workers", "2"}});
+  Client idle(server.port());  // an idle keep-alive connection must not hold the stop up
+  idle.send(get_request());
+  idle.read_response();
+  server.signal(SIGINT);
+  EXPECT_EQ(exit_code(server.wait_exit(3s)), 0);
+}
+
+TEST(Lifecycle, GracefulStopClosesIdleKeepAliveConnectionsAtOnce) {
+  ServerProcess server({.args = {"--workers", "1", "--set", "graceful_timeout=20"}});
+  Client idle(server.port());
+  idle.send(get_request());
+  idle.read_response();
+  const auto start = Clock::now();
+  server.signal(SIGTERM);
+  EXPECT_TRUE(idle.wait_closed(5s));
+  EXPECT_EQ(exit_code(server.wait_exit(5s)), 0);
+  EXPECT_LT(Clock::now() - start, 5s);
+}
+
+TEST(Lifecycle, PrintsItsVersionAndHelp) {
+  const auto [code, out] = run_binary("--version");
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(out, ::testing::StartsWith("prefork-httpd "));
+  const auto [hcode, help] = run_binary("--help");
+  EXPECT_EQ(hcode, 0);
+  EXPECT_THAT(help, HasSubstr("--config"));
+  EXPECT_THAT(help, HasSubstr("--listen"));
+}
+
+TEST(Lifecycle, ABadConfigIsRejectedWithFileLineAndExitCodeTwo) {
+  TempDir dir;
+  const std::string path = dir.write("bad.conf", "workers = 2\n\nkeepalive_timeout = \"long\"\n");
+  const auto [code, out] = run_binary("-c " + path);
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(out, HasSubstr(path + ":3: key 'keepalive_timeout': expected a duration"));
+  const auto [tcode, tout] = run_binary("-t -c " + path);
+  EXPECT_EQ(tcode, 1);
+  EXPECT_THAT(tout, HasSubstr(path + ":3:"));
+}
+
+TEST(Lifecycle, TestModeAcceptsAGoodConfigWithoutBinding) {
+  TempDir dir;
+  const std::string path = dir.write("good.conf", "listen = [\"127.0.0.1:1\"]\nworkers = 2\n");
+  const auto [code, out] = run_binary("-t -c " + path);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("is valid"));
+}
+
+TEST(Lifecycle, ABindFailureExitsTwo) {
+  ServerProcess holder({.args = {"--workers", "1"}});
+  const auto [code, out] =
+      run_binary("--listen 127.0.0.1:" + std::to_string(holder.port()) + " --set error_log=stderr");
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(out, HasSubstr("Address already in use"));
+}
+
+}  // namespace
+}  // namespace prefork::testing

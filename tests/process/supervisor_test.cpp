@@ -1,0 +1,274 @@
+// The supervisor with fake child entry functions (a child that exits, crashes, hangs, ignores
+// TERM, dies at boot repeatedly), run as a real master process with real signals.
+#include "master/supervisor.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "common/exit_codes.hpp"
+#include "common/log.hpp"
+#include "common/signals.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace prefork::master {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::ServerProcess;
+using testing::TempDir;
+
+// A well-behaved worker: beats, and exits 0 when asked to drain or stop.
+int idle_worker(const common::ChildContext& ctx) {
+  const sigset_t set = common::make_sigset({common::kSignalDrain, common::kSignalStop, SIGINT});
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ctx.slot->set_state(common::WorkerState::kIdle);
+  const timespec tick{0, 50'000'000};
+  for (;;) {
+    ctx.slot->beat();
+    if (::sigtimedwait(&set, nullptr, &tick) > 0) return common::kExitOk;
+  }
+}
+
+struct MasterUnderTest {
+  TempDir dir;
+  pid_t pid = -1;
+  std::optional<int> status;
+
+  [[nodiscard]] std::string log_path() const { return dir.path() + "/master.log"; }
+  [[nodiscard]] std::string log() const { return testing::read_file(log_path()); }
+
+  MasterUnderTest(common::Config config, common::WorkerEntry entry, ConfigLoader loader = nullptr,
+                  SupervisorOptions options = {}) {
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    options.scoreboard_slots = 64;
+    pid = ::fork();
+    if (pid == 0) {
+      common::init_logging("master", log_path(), "debug");
+      if (!loader) loader = [config] { return config; };
+      Supervisor supervisor(config, common::open_listeners({"127.0.0.1:0"}),
+                            {std::move(entry), nullptr}, loader, options);
+      const int code = supervisor.run();
+      common::flush_logging();
+      ::_exit(code);
+    }
+  }
+
+  ~MasterUnderTest() {
+    if (!status) {
+      const auto kids = testing::children_of(pid);
+      ::kill(pid, SIGKILL);
+      wait_exit(5s);
+      for (const pid_t k : kids) testing::wait_gone(k, 5s);
+    }
+    testing::reap_zombies();
+  }
+
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!status && std::chrono::steady_clock::now() < deadline) {
+      int s = 0;
+      if (::waitpid(pid, &s, WNOHANG) == pid) status = s;
+      std::this_thread::sleep_for(5ms);
+    }
+    return status;
+  }
+
+  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout = 10s) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    do {
+      if (log().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(5ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    return false;
+  }
+
+  bool wait_for_children(std::size_t n, std::chrono::milliseconds timeout = 5s) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    do {
+      if (testing::children_of(pid).size() == n) return true;
+      std::this_thread::sleep_for(5ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    return false;
+  }
+};
+
+common::Config config_with(unsigned workers) {
+  common::Config c;
+  c.workers = workers;
+  c.graceful_timeout = 3'000;
+  c.worker_timeout = 600;
+  return c;
+}
+
+SupervisorOptions fast_policy() {
+  SupervisorOptions o;
+  o.respawn.quick_death_window = 2'000;
+  o.respawn.base_delay = 20;
+  o.respawn.max_delay = 200;
+  o.respawn.give_up_after = 4;
+  o.fast_stop_timeout = 1'000;
+  return o;
+}
+
+int exit_code(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(Supervisor, GracefulStopDrainsEveryWorkerAndExitsZero) {
+  MasterUnderTest m(config_with(3), idle_worker);
+  ASSERT_TRUE(m.wait_for_log("ready: 3 workers serving"));
+  const auto workers = testing::children_of(m.pid);
+  ASSERT_EQ(workers.size(), 3U);
+  ::kill(m.pid, SIGTERM);
+  const auto status = m.wait_exit(5s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(exit_code(*status), 0);
+  for (const pid_t w : workers) EXPECT_FALSE(testing::process_alive(w));
+  EXPECT_THAT(m.log(), HasSubstr("graceful stop"));
+  EXPECT_EQ(testing::reap_zombies(), 0);
+}
+
+TEST(Supervisor, AWorkerThatExitsIsRespawnedInItsSlot) {
+  MasterUnderTest m(config_with(1), [](const common::ChildContext& ctx) {
+    ctx.slot->set_state(common::WorkerState::kIdle);
+    ctx.slot->beat();
+    ::usleep(300'000);
+    return 0;
+  });
+  ASSERT_TRUE(m.wait_for_log("worker 0 (pid"));
+  ASSERT_TRUE(m.wait_for_log("exited with code 0; respawning"));
+  ::kill(m.pid, SIGTERM);
+  ASSERT_TRUE(m.wait_exit(5s));
+}
+
+TEST(Supervisor, ExitCodeTwoIsFatalAndStopsTheServerWithCodeTwo) {
+  MasterUnderTest m(
+      config_with(2), [](const common::ChildContext&) { return common::kExitConfig; }, nullptr,
+      fast_policy());
+  const auto status = m.wait_exit(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(exit_code(*status), 2);
+  EXPECT_THAT(m.log(), HasSubstr("exited with code 2: fatal error, not respawning"));
+  EXPECT_THAT(m.log(), ::testing::Not(HasSubstr("respawning now")));
+}
+
+TEST(Supervisor, ASegfaultIsDescribedAndTheWorkerReplaced) {
+  MasterUnderTest m(config_with(1), [](const common::ChildContext& ctx) {
+    ctx.slot->set_state(common::WorkerState::kIdle);
+    ::usleep(100'000);
+    ::raise(SIGSEGV);
+    return 0;
+  });
+  ASSERT_TRUE(m.wait_for_log("killed by SIGSEGV"));
+  ASSERT_TRUE(m.wait_for_log("worker 0 (pid", 5s));
+  ::kill(m.pid, SIGINT);
+  ASSERT_TRUE(m.wait_exit(5s));
+}
+
+TEST(Supervisor, ACrashLoopBacksOffThenTheMasterGivesUpNonZero) {
+  MasterUnderTest m(
+      config_with(2), [](const common::ChildContext&) { return 1; }, nullptr, fast_policy());
+  const auto status = m.wait_exit(15s);
+  ASSERT_TRUE(status) << m.log();
+  EXPECT_EQ(exit_code(*status), common::kExitFailure);
+  const std::string log = m.log();
+  EXPECT_THAT(log, HasSubstr("respawning in 20 ms (crash-loop backoff)"));
+  EXPECT_THAT(log, HasSubstr("respawning in 40 ms (crash-loop backoff)"));
+  EXPECT_THAT(log, HasSubstr("respawning in 80 ms (crash-loop backoff)"));
+  EXPECT_THAT(log, HasSubstr("every worker keeps dying at start; giving up"));
+}
+
+TEST(Supervisor, AHungWorkerIsTerminatedAndReplaced) {
+  MasterUnderTest m(config_with(1), [](const common::ChildContext& ctx) {
+    ctx.slot->set_state(common::WorkerState::kBusy);
+    for (;;) ::pause();  // no heartbeat ever again; SIGTERM's default action ends it
+    return 0;
+  });
+  ASSERT_TRUE(m.wait_for_log("hung: no heartbeat"));
+  EXPECT_THAT(m.log(), HasSubstr("in state busy; sending SIGTERM"));
+  ASSERT_TRUE(m.wait_for_log("killed by SIGTERM; respawning"));
+}
+
+TEST(Supervisor, AHungWorkerIgnoringTermGetsKill) {
+  MasterUnderTest m(config_with(1), [](const common::ChildContext&) {
+    ::signal(SIGTERM, SIG_IGN);
+    for (;;) ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(m.wait_for_log("ignored SIGTERM; sending SIGKILL"));
+  ASSERT_TRUE(m.wait_for_log("killed by SIGKILL; respawning"));
+}
+
+TEST(Supervisor, GracefulTimeoutKillsWorkersThatDoNotDrain) {
+  common::Config c = config_with(2);
+  c.graceful_timeout = 500;
+  c.worker_timeout = 60'000;
+  MasterUnderTest m(c, [](const common::ChildContext& ctx) {
+    ::signal(common::kSignalDrain, SIG_IGN);
+    ctx.slot->set_state(common::WorkerState::kIdle);
+    for (;;) {
+      ctx.slot->beat();
+      ::usleep(50'000);
+    }
+    return 0;
+  });
+  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving"));
+  const auto start = std::chrono::steady_clock::now();
+  ::kill(m.pid, SIGTERM);
+  const auto status = m.wait_exit(5s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(exit_code(*status), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_THAT(m.log(), HasSubstr("stop timeout reached; killing 2 remaining children"));
+}
+
+TEST(Supervisor, TtinAndTtouResizeThePool) {
+  MasterUnderTest m(config_with(2), idle_worker);
+  ASSERT_TRUE(m.wait_for_children(2));
+  ::kill(m.pid, SIGTTIN);
+  ASSERT_TRUE(m.wait_for_children(3));
+  // Standard signals do not queue: two TTOUs sent back to back may arrive as one.
+  ::kill(m.pid, SIGTTOU);
+  ASSERT_TRUE(m.wait_for_children(2));
+  ::kill(m.pid, SIGTTOU);
+  ASSERT_TRUE(m.wait_for_children(1));
+  ::kill(m.pid, SIGTTOU);  // the last worker stays
+  ASSERT_TRUE(m.wait_for_log("SIGTTOU ignored: keeping the last worker"));
+  EXPECT_EQ(testing::children_of(m.pid).size(), 1U);
+}
+
+TEST(Supervisor, ReloadStartsANewGenerationAndRetiresTheOldOneOnce) {
+  common::Config next = config_with(3);
+  MasterUnderTest m(config_with(2), idle_worker, [next] { return next; });
+  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving"));
+  const auto old_workers = testing::children_of(m.pid);
+  ::kill(m.pid, SIGHUP);
+  ASSERT_TRUE(m.wait_for_log("retiring 2 old workers"));
+  ASSERT_TRUE(m.wait_for_children(3));
+  for (const pid_t w : testing::children_of(m.pid)) {
+    EXPECT_EQ(std::count(old_workers.begin(), old_workers.end(), w), 0);
+  }
+  EXPECT_TRUE(m.wait_for_log("ready: 3 workers serving"));
+}
+
+TEST(Supervisor, AFailedReloadKeepsTheRunningPool) {
+  MasterUnderTest m(config_with(2), idle_worker, []() -> common::Config {
+    throw common::ConfigError("/etc/x.conf:7: key 'workers': expected an integer");
+  });
+  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving"));
+  const auto before = testing::children_of(m.pid);
+  ::kill(m.pid, SIGHUP);
+  ASSERT_TRUE(m.wait_for_log("reload failed, keeping the running configuration: /etc/x.conf:7"));
+  EXPECT_EQ(testing::children_of(m.pid), before);
+}
+
+}  // namespace
+}  // namespace prefork::master

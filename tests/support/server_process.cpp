@@ -1,0 +1,347 @@
+#include "tests/support/server_process.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace prefork::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void exec_server(const std::vector<std::string>& argv, const std::string& log_path) {
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ::dup2(log_fd, STDOUT_FILENO);
+  ::dup2(log_fd, STDERR_FILENO);
+  std::vector<char*> raw;
+  for (const auto& a : argv) raw.push_back(const_cast<char*>(a.c_str()));
+  raw.push_back(nullptr);
+  ::execv(raw[0], raw.data());
+  ::_exit(127);
+}
+
+}  // namespace
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "prefork-test-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  if (std::getenv("PREFORK_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(path_, ignored);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& content) const {
+  const std::string path = path_ + "/" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+ServerProcess::ServerProcess(ServerOptions options) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  std::vector<std::string> argv{PREFORK_HTTPD_BINARY, "--listen", options.listen};
+  if (!options.config.empty()) {
+    dir_.write("server.conf", options.config);
+    argv.insert(argv.end(), {"-c", config_path()});
+  }
+  argv.insert(argv.end(), options.args.begin(), options.args.end());
+  const std::string log_path = dir_.path() + "/server.log";
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) exec_server(argv, log_path);
+  if (!options.wait_ready) return;
+  if (!wait_for_log("ready:", 10s)) {
+    throw std::runtime_error("server did not become ready; log:\n" + log());
+  }
+  static const std::regex listening(R"(listening on \S*:(\d+))");
+  std::smatch match;
+  const std::string text = log();
+  if (!std::regex_search(text, match, listening)) {
+    throw std::runtime_error("no 'listening on' line in the log:\n" + text);
+  }
+  port_ = static_cast<std::uint16_t>(std::stoi(match[1]));
+}
+
+ServerProcess::~ServerProcess() {
+  const auto workers = children();
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(5s);
+  }
+  for (const pid_t w : workers) ::kill(w, SIGKILL);
+  for (const pid_t w : workers) wait_gone(w, 5s);
+  reap_zombies();
+}
+
+std::string ServerProcess::log() const {
+  return read_file(dir_.path() + "/server.log");
+}
+
+void ServerProcess::signal(int signo) const {
+  ::kill(pid_, signo);
+}
+
+std::optional<int> ServerProcess::wait_exit(Duration timeout) {
+  if (status_) return status_;
+  const auto deadline = Clock::now() + timeout;
+  do {
+    int status = 0;
+    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      status_ = status;
+      return status_;
+    }
+    std::this_thread::sleep_for(5ms);
+  } while (Clock::now() < deadline);
+  return std::nullopt;
+}
+
+bool ServerProcess::wait_for_log(const std::string& text, Duration timeout,
+                                 std::size_t from) const {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    const std::string content = log();
+    if (content.size() > from && content.find(text, from) != std::string::npos) return true;
+    std::this_thread::sleep_for(5ms);
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+std::vector<pid_t> ServerProcess::children() const {
+  return children_of(pid_);
+}
+
+bool ServerProcess::wait_for_children(std::size_t count, Duration timeout,
+                                      const std::vector<pid_t>& exclude) const {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    const auto kids = children();
+    bool fresh = kids.size() == count;
+    for (const pid_t k : kids) {
+      for (const pid_t e : exclude) fresh = fresh && k != e;
+    }
+    if (fresh) return true;
+    std::this_thread::sleep_for(5ms);
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+std::size_t ServerProcess::open_fd_count() const {
+  std::size_t n = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd")) {
+    (void)entry;
+    ++n;
+  }
+  return n;
+}
+
+std::vector<std::string> ServerProcess::unexpected_errors(
+    const std::vector<std::string>& allowed) const {
+  std::vector<std::string> out;
+  std::istringstream lines(log());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("[error]") == std::string::npos && line.find("[critical]") == std::string::npos) {
+      continue;
+    }
+    bool ok = false;
+    for (const auto& a : allowed) ok = ok || line.find(a) != std::string::npos;
+    if (!ok) out.push_back(line);
+  }
+  return out;
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  while (const dirent* entry = ::readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+    if (pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto close = content.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(content.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent && state != 'Z') out.push_back(pid);
+  }
+  ::closedir(proc);
+  return out;
+}
+
+int reap_zombies() {
+  int n = 0;
+  int status = 0;
+  while (::waitpid(-1, &status, WNOHANG) > 0) ++n;
+  return n;
+}
+
+bool process_alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = content.rfind(')');
+  return close != std::string::npos && content.size() > close + 2 && content[close + 2] != 'Z';
+}
+
+bool wait_gone(pid_t pid, Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    int status = 0;
+    ::waitpid(pid, &status, WNOHANG);  // ours (subreaper) or not: harmless either way
+    if (!process_alive(pid)) return true;
+    std::this_thread::sleep_for(5ms);
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+std::string Response::header(const std::string& name) const {
+  const auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+Client::Client(std::uint16_t port, const std::string& host) {
+  const bool v6 = host.find(':') != std::string::npos;
+  fd_.reset(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    ::inet_pton(AF_INET6, host.c_str(), &a->sin6_addr);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    ::inet_pton(AF_INET, host.c_str(), &a->sin_addr);
+    len = sizeof *a;
+  }
+  if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    throw std::runtime_error("connect to " + host + ":" + std::to_string(port) + " failed");
+  }
+}
+
+void Client::send(const std::string& bytes) const {
+  std::size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::send(fd_.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) throw std::runtime_error("send failed");
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+void Client::shutdown_write() const {
+  ::shutdown(fd_.get(), SHUT_WR);
+}
+
+bool Client::fill(Duration timeout) {
+  pollfd p{fd_.get(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
+  char buf[65536];
+  const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+  if (n <= 0) return false;
+  buffer_.append(buf, static_cast<std::size_t>(n));
+  return true;
+}
+
+Response Client::read_response(bool head_request, Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  auto remaining = [&] {
+    return std::max(Duration(0), std::chrono::duration_cast<Duration>(deadline - Clock::now()));
+  };
+  std::size_t end = std::string::npos;
+  while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill(remaining())) throw std::runtime_error("no complete response head; got: " + buffer_);
+  }
+  Response r;
+  std::istringstream head(buffer_.substr(0, end));
+  std::getline(head, r.status_line);
+  if (!r.status_line.empty() && r.status_line.back() == '\r') r.status_line.pop_back();
+  if (r.status_line.size() < 12 || r.status_line.rfind("HTTP/1.", 0) != 0) {
+    throw std::runtime_error("bad status line: " + r.status_line);
+  }
+  r.status = std::stoi(r.status_line.substr(9, 3));
+  for (std::string line; std::getline(head, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  buffer_.erase(0, end + 4);
+  const bool has_body = !head_request && r.status != 204 && r.status != 304 && r.status >= 200;
+  const std::size_t length = has_body && r.headers.contains("content-length")
+                                 ? std::stoul(r.headers["content-length"])
+                                 : 0;
+  while (buffer_.size() < length) {
+    if (!fill(remaining())) throw std::runtime_error("truncated body");
+  }
+  r.body = buffer_.substr(0, length);
+  buffer_.erase(0, length);
+  return r;
+}
+
+bool Client::wait_closed(Duration timeout) {
+  pollfd p{fd_.get(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
+  char c = 0;
+  const ssize_t n = ::recv(fd_.get(), &c, 1, 0);
+  if (n > 0) buffer_.push_back(c);
+  return n <= 0 && buffer_.empty();
+}
+
+std::string Client::read_all(Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    const auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now());
+    if (::poll(&p, 1, static_cast<int>(std::max<long>(0, left.count()))) <= 0) break;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (n <= 0) break;
+    buffer_.append(buf, static_cast<std::size_t>(n));
+  }
+  return std::exchange(buffer_, {});
+}
+
+Response fetch(std::uint16_t port, const std::string& request, bool head_request) {
+  Client c(port);
+  c.send(request);
+  return c.read_response(head_request);
+}
+
+std::string get_request(const std::string& path, const std::string& extra_headers) {
+  return "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n";
+}
+
+}  // namespace prefork::testing

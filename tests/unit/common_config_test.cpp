@@ -1,0 +1,84 @@
+#include "common/config.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace prefork::common {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string error_of(std::string_view text, const std::vector<Override>& overrides = {}) {
+  try {
+    parse_config(text, "/etc/test.conf", overrides);
+  } catch (const ConfigError& err) {
+    return err.what();
+  }
+  return "no error";
+}
+
+TEST(Config, DefaultsNeedNoFile) {
+  const Config c = load_config("");
+  EXPECT_EQ(c.listen, std::vector<std::string>{"[::]:8888"});
+  EXPECT_EQ(c.mode, Mode::kPrefork);
+  EXPECT_EQ(c.workers, 0U);
+  EXPECT_GE(c.worker_count(), 1U);
+  EXPECT_EQ(c.graceful_timeout, 30'000);
+}
+
+TEST(Config, ReadsEveryKindOfValue) {
+  const Config c = parse_config(R"(
+listen = ["127.0.0.1:8080", "[::1]:8081"]
+mode = "per-connection"
+workers = 3
+graceful_timeout = 2.5
+max_body_bytes = 1024
+log_level = "debug"
+)",
+                                "t.conf");
+  EXPECT_EQ(c.listen.size(), 2U);
+  EXPECT_EQ(c.mode, Mode::kPerConnection);
+  EXPECT_EQ(c.worker_count(), 3U);
+  EXPECT_EQ(c.graceful_timeout, 2'500);
+  EXPECT_EQ(c.max_body_bytes, 1024U);
+  EXPECT_EQ(c.log_level, "debug");
+}
+
+TEST(Config, ErrorsNameFileLineKeyAndExpectation) {
+  EXPECT_EQ(error_of("\n\nworkers = \"many\"\n"),
+            "/etc/test.conf:3: key 'workers': expected \"auto\" or an integer from 1 to 1024, got "
+            "string 'many'");
+  EXPECT_EQ(error_of("graceful_timeout = -1\n"),
+            "/etc/test.conf:1: key 'graceful_timeout': expected a duration in seconds (a number "
+            "from 0.001 to 31536000), got integer -1");
+  EXPECT_THAT(error_of("mode = \"threads\""),
+              HasSubstr(":1: key 'mode': expected one of \"prefork\" \"per-connection\""));
+  EXPECT_THAT(error_of("listen = 8080"), HasSubstr("key 'listen': expected a string or an array"));
+}
+
+TEST(Config, RejectsUnknownKeysWithTheirLine) {
+  EXPECT_EQ(error_of("workers = 2\nworkres = 3\n"), "/etc/test.conf:2: unknown key 'workres'");
+}
+
+TEST(Config, ReportsTomlSyntaxErrorsWithTheLine) {
+  EXPECT_THAT(error_of("workers = 2\nlisten = [\n"), HasSubstr("/etc/test.conf:"));
+  EXPECT_THAT(error_of("workers = 2\nlisten = [\n"), HasSubstr("invalid TOML"));
+}
+
+TEST(Config, CommandLineOverridesWinAndAcceptPlainStrings) {
+  const Config c =
+      parse_config("workers = 2\nmode = \"prefork\"\n", "t.conf",
+                   {{"workers", "5"}, {"mode", "per-connection"}, {"listen", "[\"127.0.0.1:0\"]"}});
+  EXPECT_EQ(c.workers, 5U);
+  EXPECT_EQ(c.mode, Mode::kPerConnection);
+  EXPECT_EQ(c.listen, std::vector<std::string>{"127.0.0.1:0"});
+}
+
+TEST(Config, CommandLineErrorsSayWhereTheyCameFrom) {
+  EXPECT_EQ(error_of("", {{"workers", "0"}}),
+            "command line: key 'workers': expected an integer from 1 to 1024, got integer 0");
+  EXPECT_EQ(error_of("", {{"bogus", "1"}}), "command line: unknown key 'bogus'");
+}
+
+}  // namespace
+}  // namespace prefork::common
