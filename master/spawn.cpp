@@ -37,7 +37,7 @@ namespace {
 pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body) {
   const pid_t master_pid = ::getpid();
   common::flush_logging();  // nothing buffered may be written twice
-  const pid_t pid = ::fork();
+  const pid_t pid = setup.fork ? setup.fork() : ::fork();
   if (pid == 0) run_child(setup, body, master_pid);
   return pid;
 }

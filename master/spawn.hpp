@@ -12,10 +12,14 @@
 
 namespace prefork::master {
 
+// fork() itself, replaceable so tests can make it fail like EAGAIN under RLIMIT_NPROC would.
+using ForkFunction = std::function<pid_t()>;
+
 struct ChildSetup {
   std::string log_tag;                     // "worker 3", "connection"
   const common::Config* config = nullptr;  // for the logger
   std::function<void()> drop_master_fds;   // runs in the child: closes what only the master owns
+  ForkFunction fork;                       // empty: ::fork
 };
 
 // Returns the child's pid, or -1 with errno set (EAGAIN, ENOMEM) when fork failed.

@@ -319,7 +319,8 @@ void Supervisor::spawn_worker(std::size_t slot) {
   board.set_state(common::WorkerState::kStarting);
   board.beat();  // the newborn has worker_timeout to boot before it counts as hung
   board.started_ms.store(common::wall_ms());
-  ChildSetup setup{"worker " + std::to_string(slot), &config_, [this] { drop_master_fds(); }};
+  ChildSetup setup{"worker " + std::to_string(slot), &config_, [this] { drop_master_fds(); },
+                   options_.fork};
   const pid_t pid = spawn_child(setup, [&] {
     const common::ChildContext ctx{config_, listeners_, &board, static_cast<unsigned>(slot),
                                    generation};
@@ -460,10 +461,12 @@ bool Supervisor::below_child_cap() const {
 }
 
 void Supervisor::serve_in_child(common::UniqueFd client, const std::string& client_ip) {
-  ChildSetup setup{"connection", &config_, [this] {
+  ChildSetup setup{"connection", &config_,
+                   [this] {
                      drop_master_fds();
                      listeners_.clear();  // a connection child never accepts
-                   }};
+                   },
+                   options_.fork};
   const pid_t pid = spawn_child(setup, [&] {
     const common::ChildContext ctx{config_, {}, nullptr, 0, table_.generation()};
     return entries_.connection(ctx, std::move(client));

@@ -17,6 +17,7 @@
 #include "common/rate_limiter.hpp"
 #include "common/scoreboard.hpp"
 #include "common/unique_fd.hpp"
+#include "master/spawn.hpp"
 #include "master/worker_table.hpp"
 
 namespace prefork::master {
@@ -33,6 +34,7 @@ struct SupervisorOptions {
   RespawnPolicy respawn;
   Millis fast_stop_timeout = 5'000;  // INT: how long children get after SIGTERM
   std::size_t scoreboard_slots = 2048;
+  ForkFunction fork;  // empty: ::fork (tests inject failures here)
 };
 
 class Supervisor {

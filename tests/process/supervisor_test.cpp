@@ -15,6 +15,7 @@
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
+#include "tests/process/master_under_test.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace prefork::master {
@@ -36,69 +37,6 @@ int idle_worker(const common::ChildContext& ctx) {
     if (::sigtimedwait(&set, nullptr, &tick) > 0) return common::kExitOk;
   }
 }
-
-struct MasterUnderTest {
-  TempDir dir;
-  pid_t pid = -1;
-  std::optional<int> status;
-
-  [[nodiscard]] std::string log_path() const { return dir.path() + "/master.log"; }
-  [[nodiscard]] std::string log() const { return testing::read_file(log_path()); }
-
-  MasterUnderTest(common::Config config, common::WorkerEntry entry, ConfigLoader loader = nullptr,
-                  SupervisorOptions options = {}) {
-    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-    options.scoreboard_slots = 64;
-    pid = ::fork();
-    if (pid == 0) {
-      common::init_logging("master", log_path(), "debug");
-      if (!loader) loader = [config] { return config; };
-      Supervisor supervisor(config, common::open_listeners({"127.0.0.1:0"}),
-                            {std::move(entry), nullptr}, loader, options);
-      const int code = supervisor.run();
-      common::flush_logging();
-      ::_exit(code);
-    }
-  }
-
-  ~MasterUnderTest() {
-    if (!status) {
-      const auto kids = testing::children_of(pid);
-      ::kill(pid, SIGKILL);
-      wait_exit(5s);
-      for (const pid_t k : kids) testing::wait_gone(k, 5s);
-    }
-    testing::reap_zombies();
-  }
-
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!status && std::chrono::steady_clock::now() < deadline) {
-      int s = 0;
-      if (::waitpid(pid, &s, WNOHANG) == pid) status = s;
-      std::this_thread::sleep_for(5ms);
-    }
-    return status;
-  }
-
-  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout = 10s) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    do {
-      if (log().find(text) != std::string::npos) return true;
-      std::this_thread::sleep_for(5ms);
-    } while (std::chrono::steady_clock::now() < deadline);
-    return false;
-  }
-
-  bool wait_for_children(std::size_t n, std::chrono::milliseconds timeout = 5s) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    do {
-      if (testing::children_of(pid).size() == n) return true;
-      std::this_thread::sleep_for(5ms);
-    } while (std::chrono::steady_clock::now() < deadline);
-    return false;
-  }
-};
 
 common::Config config_with(unsigned workers) {
   common::Config c;

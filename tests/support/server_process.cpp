@@ -197,6 +197,69 @@ std::vector<pid_t> children_of(pid_t parent) {
   return out;
 }
 
+namespace {
+
+char process_state(pid_t pid, pid_t* ppid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = content.rfind(')');
+  if (close == std::string::npos || content.size() < close + 3) return 0;
+  std::istringstream rest(content.substr(close + 2));
+  char state = 0;
+  rest >> state >> *ppid;
+  return state;
+}
+
+std::uint16_t local_port(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+std::size_t zombies_of(pid_t parent) {
+  std::size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(entry.path().filename().c_str()));
+    pid_t ppid = 0;
+    if (pid > 0 && process_state(pid, &ppid) == 'Z' && ppid == parent) ++n;
+  }
+  return n;
+}
+
+pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd) {
+  // /proc/net/tcp: "sl local_address rem_address st ... inode"; ports in hex. The server side
+  // of our connection is the row whose remote port is our local port.
+  const std::uint16_t client_port = local_port(client_fd);
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);
+  std::string inode;
+  while (std::getline(table, line)) {
+    std::istringstream row(line);
+    std::string sl, local, remote, st, queues, tr, retr, uid, timeout, ino;
+    row >> sl >> local >> remote >> st >> queues >> tr >> retr >> uid >> timeout >> ino;
+    const auto rport =
+        static_cast<std::uint16_t>(std::stoul(remote.substr(remote.find(':') + 1), nullptr, 16));
+    const auto lport =
+        static_cast<std::uint16_t>(std::stoul(local.substr(local.find(':') + 1), nullptr, 16));
+    if (rport == client_port && lport != client_port && st == "01") inode = ino;  // ESTABLISHED
+  }
+  if (inode.empty()) return 0;
+  const std::string target = "socket:[" + inode + "]";
+  for (const pid_t pid : pids) {
+    std::error_code ec;
+    for (const auto& fd :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+      std::error_code link_ec;
+      if (std::filesystem::read_symlink(fd.path(), link_ec).string() == target) return pid;
+    }
+  }
+  return 0;
+}
+
 int reap_zombies() {
   int n = 0;
   int status = 0;

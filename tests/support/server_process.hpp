@@ -84,6 +84,11 @@ class ServerProcess {
 
 // All processes whose parent is `parent` (from /proc/*/stat).
 std::vector<pid_t> children_of(pid_t parent);
+// Children of `parent` that have exited but were not reaped yet.
+std::size_t zombies_of(pid_t parent);
+// Which of `pids` holds the server side of the loopback TCP connection whose client end is
+// `client_fd` (matched through /proc/net/tcp inodes); 0 when none.
+pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd);
 // Reaps every exited child of the test process; returns how many were zombies.
 int reap_zombies();
 // True when some child of the test process (other than known ones) is still alive.
