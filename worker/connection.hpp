@@ -1,0 +1,110 @@
+// One client connection (worker, after fork): non-blocking socket I/O around a RequestParser,
+// the connection's output buffer and its timers. Owned and driven by the EventLoop; everything
+// all connections of a worker share (read buffer, responses, timer lists) is in WorkerShared.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <ctime>
+#include <string>
+
+#include "common/clock.hpp"
+#include "common/config.hpp"
+#include "common/scoreboard.hpp"
+#include "common/unique_fd.hpp"
+#include "worker/request_parser.hpp"
+#include "worker/response.hpp"
+#include "worker/timer_list.hpp"
+
+namespace prefork::worker {
+
+// What an epoll event's data.ptr points at.
+struct EpollSource {
+  enum class Kind : std::uint8_t { kSignal, kListener, kConnection };
+  explicit EpollSource(Kind k) : kind(k) {}
+  const Kind kind;
+};
+
+// How long a closing connection keeps reading (and discarding) after its last response, so that
+// unread request bytes do not turn our close into a reset that destroys the response in flight.
+inline constexpr common::Millis kLingerMs = 5000;
+
+struct WorkerShared {
+  WorkerShared(const common::Config& config, common::ScoreboardSlot* scoreboard_slot);
+
+  static constexpr std::size_t kReadBufferSize = 16 * 1024;
+
+  const Limits limits;
+  Responses responses;
+  TimerList header_timers;
+  TimerList body_timers;
+  TimerList keepalive_timers;
+  TimerList send_timers;
+  TimerList linger_timers;
+  common::ScoreboardSlot* const slot;  // null in per-connection children
+  common::Millis now = common::monotonic_ms();
+  bool draining = false;
+  unsigned busy = 0;  // connections with a request in progress or a response not yet sent
+  std::array<char, kReadBufferSize> read_buffer{};  // llhttp streams: nothing is kept in it
+};
+
+class Connection : public EpollSource {
+ public:
+  // Unsent output above which the connection stops reading until the client catches up.
+  static constexpr std::size_t kMaxBacklog = 64 * 1024;
+
+  Connection(common::UniqueFd fd, WorkerShared& shared);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  // Each of these returns false when the connection is finished; the loop then closes it.
+  // epoll readiness (edge-triggered).
+  bool on_ready(std::uint32_t events);
+  // Continues after the per-pass read budget ran out (see wants_resume()).
+  bool resume();
+  // A timer of this connection in `list` expired.
+  bool on_timer(const TimerList& list);
+  // Graceful drain started: idle connections end, a request in progress is answered last.
+  bool on_drain();
+
+  // Closes the socket now (it leaves epoll with it) and stops every timer.
+  void close() noexcept;
+
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+  [[nodiscard]] bool closed() const noexcept { return !fd_.valid(); }
+  [[nodiscard]] bool wants_resume() const noexcept { return want_resume_; }
+  [[nodiscard]] const RequestParser& parser() const noexcept { return parser_; }
+
+  std::size_t index = 0;       // position in the loop's table
+  bool in_ready_list = false;  // queued for resume() on the next pass
+
+ private:
+  bool service();
+  bool read_batch();
+  bool flush();
+  [[nodiscard]] bool input_waiting() const noexcept;
+  bool start_linger();
+  bool linger();
+  void feed(const char* data, std::size_t length);
+  void update_state();
+  [[nodiscard]] std::size_t backlog() const noexcept { return out_.size() - sent_; }
+  [[nodiscard]] bool can_read() const noexcept;
+
+  common::UniqueFd fd_;
+  WorkerShared& shared_;
+  RequestParser parser_;
+  std::string out_;
+  std::size_t sent_ = 0;
+  TimerNode read_timer_{this};
+  TimerNode send_timer_{this};
+  std::uint64_t timer_request_ = 0;  // parser_.responses() when read_timer_ was armed
+  bool input_pending_ = true;        // edge-triggered: readable until recv() says EAGAIN
+  bool peer_closed_ = false;
+  bool lingering_ = false;
+  bool want_resume_ = false;
+  bool body_progress_ = false;
+  bool busy_ = false;
+};
+
+}  // namespace prefork::worker

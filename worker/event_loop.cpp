@@ -1,0 +1,303 @@
+#include "worker/event_loop.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "common/exit_codes.hpp"
+#include "common/log.hpp"
+#include "common/sys_error.hpp"
+
+namespace prefork::worker {
+namespace {
+
+constexpr common::Millis kHeartbeatMs = 1000;  // the master watches the heartbeat
+constexpr common::Millis kAcceptPauseMs = 100;
+constexpr common::Millis kAcceptLogIntervalMs = 10'000;
+constexpr int kAcceptsPerWake = 64;
+
+sigset_t worker_signals() {
+  return common::make_sigset({SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP});
+}
+
+void epoll_add(int epoll_fd, int fd, std::uint32_t events, EpollSource* source) {
+  epoll_event event{};
+  event.events = events;
+  event.data.ptr = source;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0)
+    throw common::SysError("epoll_ctl(ADD)");
+}
+
+}  // namespace
+
+EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
+    : config_(ctx.config),
+      slot_(ctx.slot),
+      accept_(accept),
+      blocked_(worker_signals()),
+      epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      shared_(ctx.config, ctx.slot) {
+  if (!epoll_) throw common::SysError("epoll_create1");
+  common::ignore_sigpipe();
+  signal_fd_ = common::open_signalfd(worker_signals());
+  epoll_add(epoll_.get(), signal_fd_.get(), EPOLLIN, &signal_source_);
+  if (!accept_) return;
+  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  for (const common::Listener& listener : ctx.listeners) {
+    listeners_.push_back(std::make_unique<ListenerEntry>(listener.fd.get()));
+  }
+  set_accepting(true);
+}
+
+EventLoop::~EventLoop() {
+  for (auto& connection : connections_) connection->close();
+}
+
+void EventLoop::adopt(common::UniqueFd client) {
+  const int flags = ::fcntl(client.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(client.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    throw common::SysError("fcntl(O_NONBLOCK)");
+  }
+  add_connection(std::move(client));
+}
+
+int EventLoop::run() {
+  publish_state();
+  while (!finished()) {
+    const int n = ::epoll_wait(epoll_.get(), events_.data(), kMaxEvents, next_timeout());
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("epoll_wait: {}", common::errno_text(errno));
+      return common::kExitFailure;
+    }
+    shared_.now = common::monotonic_ms();
+    shared_.responses.set_date(static_cast<std::time_t>(common::wall_ms() / 1000));
+    for (int i = 0; i < n && !stopping_; ++i) handle(events_[static_cast<std::size_t>(i)]);
+    if (stopping_) break;
+    run_ready_list();
+    expire_timers();
+    update_accepting();
+    closed_.clear();
+    publish_state();
+  }
+  spdlog::info("worker exiting ({} connections open)", connections_.size());
+  return common::kExitOk;
+}
+
+bool EventLoop::finished() const {
+  if (stopping_) return true;
+  if (accept_ && !shared_.draining) return false;
+  return connections_.empty();
+}
+
+void EventLoop::handle(const epoll_event& event) {
+  auto* source = static_cast<EpollSource*>(event.data.ptr);
+  switch (source->kind) {
+    case EpollSource::Kind::kSignal: read_signals(); break;
+    case EpollSource::Kind::kListener: accept_from(*static_cast<ListenerEntry*>(source)); break;
+    case EpollSource::Kind::kConnection: {
+      auto& connection = *static_cast<Connection*>(source);
+      if (!connection.closed()) after_service(connection, connection.on_ready(event.events));
+      break;
+    }
+  }
+}
+
+void EventLoop::read_signals() {
+  while (const auto signo = common::read_signal(signal_fd_.get())) {
+    switch (*signo) {
+      case common::kSignalDrain: start_drain(); break;
+      case common::kSignalStop:
+      case SIGINT:
+        spdlog::info("{}: stopping now", common::signal_name(*signo));
+        stopping_ = true;
+        break;
+      case common::kSignalReopen: common::reopen_logging(); break;
+      default:  // SIGHUP: reloading is the master's business
+        break;
+    }
+  }
+}
+
+void EventLoop::start_drain() {
+  if (shared_.draining) return;
+  spdlog::info("SIGQUIT: draining {} connections", connections_.size());
+  shared_.draining = true;
+  set_accepting(false);
+  std::vector<Connection*> open;
+  open.reserve(connections_.size());
+  for (auto& connection : connections_) open.push_back(connection.get());
+  for (Connection* connection : open) after_service(*connection, connection->on_drain());
+}
+
+void EventLoop::accept_from(ListenerEntry& listener) {
+  for (int i = 0; i < kAcceptsPerWake && listener.registered; ++i) {
+    if (connections_.size() >= config_.max_connections) {
+      // At the cap, clients wait in the kernel backlog; we never accept only to close.
+      set_accepting(false);
+      return;
+    }
+    const int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      add_connection(common::UniqueFd(fd));
+    } else if (!accept_error(errno, listener)) {
+      return;
+    }
+  }
+}
+
+// Returns whether to keep accepting in this wake-up.
+bool EventLoop::accept_error(int err, ListenerEntry& listener) {
+  switch (err) {
+    case EAGAIN: return false;
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH: return true;  // that client is gone; the next one may be fine
+    case EMFILE:
+    case ENFILE: shed_one(listener); break;
+    default:  // ENOBUFS, ENOMEM, anything unexpected
+      break;
+  }
+  if (shared_.now - last_accept_log_ >= kAcceptLogIntervalMs) {
+    last_accept_log_ = shared_.now;
+    spdlog::warn("accept4: {}; pausing accepts for {} ms", common::errno_text(err), kAcceptPauseMs);
+  }
+  accept_paused_until_ = shared_.now + kAcceptPauseMs;
+  set_accepting(false);
+  return false;
+}
+
+// Out of descriptors: free the spare one to accept and close the waiting client, so it gets
+// an answer (a reset) instead of hanging, then take the spare back.
+void EventLoop::shed_one(ListenerEntry& listener) {
+  spare_fd_.reset();
+  common::UniqueFd shed(::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC));
+  shed.reset();
+  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+void EventLoop::set_accepting(bool on) {
+  for (auto& listener : listeners_) {
+    if (listener->registered == on) continue;
+    if (on) {
+      // EPOLLEXCLUSIVE: one waiting worker wakes per new connection, not all of them.
+      epoll_event event{};
+      event.events = EPOLLIN | EPOLLEXCLUSIVE;
+      event.data.ptr = listener.get();
+      if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener->fd, &event) != 0) {
+        spdlog::error("epoll_ctl(ADD listener): {}", common::errno_text(errno));
+        continue;
+      }
+    } else {
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener->fd, nullptr);
+    }
+    listener->registered = on;
+  }
+}
+
+void EventLoop::update_accepting() {
+  if (!accept_ || shared_.draining) return;
+  const bool want =
+      connections_.size() < config_.max_connections && shared_.now >= accept_paused_until_;
+  set_accepting(want);
+}
+
+void EventLoop::add_connection(common::UniqueFd fd) {
+  auto connection = std::make_unique<Connection>(std::move(fd), shared_);
+  epoll_add(epoll_.get(), connection->fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+            connection.get());
+  connection->index = connections_.size();
+  Connection& added = *connection;
+  connections_.push_back(std::move(connection));
+  // TCP_DEFER_ACCEPT: the request is usually there already.
+  after_service(added, added.resume());
+}
+
+void EventLoop::after_service(Connection& connection, bool keep) {
+  if (!keep) return close_connection(connection);
+  if (connection.wants_resume() && !connection.in_ready_list) {
+    connection.in_ready_list = true;
+    ready_.push_back(&connection);
+  }
+}
+
+void EventLoop::close_connection(Connection& connection) {
+  connection.close();
+  if (connection.in_ready_list) {
+    ready_.erase(std::find(ready_.begin(), ready_.end(), &connection));
+    connection.in_ready_list = false;
+  }
+  const std::size_t index = connection.index;
+  std::swap(connections_[index], connections_.back());
+  connections_[index]->index = index;
+  closed_.push_back(std::move(connections_.back()));  // events of this pass may still name it
+  connections_.pop_back();
+}
+
+void EventLoop::run_ready_list() {
+  std::vector<Connection*> batch;
+  batch.swap(ready_);
+  for (Connection* connection : batch) {
+    if (connection->closed()) continue;
+    connection->in_ready_list = false;
+    after_service(*connection, connection->resume());
+  }
+  if (ready_.empty() && ready_.capacity() < batch.capacity()) batch.swap(ready_);
+}
+
+void EventLoop::expire_timers() {
+  for (TimerList* list : {&shared_.header_timers, &shared_.body_timers, &shared_.keepalive_timers,
+                          &shared_.send_timers, &shared_.linger_timers}) {
+    expire(*list);
+  }
+}
+
+void EventLoop::expire(TimerList& list) {
+  while (TimerNode* node = list.pop_expired(shared_.now)) {
+    auto& connection = *static_cast<Connection*>(node->owner);
+    if (!connection.closed()) after_service(connection, connection.on_timer(list));
+  }
+}
+
+int EventLoop::next_timeout() const {
+  if (!ready_.empty()) return 0;
+  const common::Millis now = common::monotonic_ms();
+  common::Millis deadline = now + kHeartbeatMs;
+  for (const TimerList* list :
+       {&shared_.header_timers, &shared_.body_timers, &shared_.keepalive_timers,
+        &shared_.send_timers, &shared_.linger_timers}) {
+    if (const auto next = list->next_deadline()) deadline = std::min(deadline, *next);
+  }
+  if (accept_ && !shared_.draining && accept_paused_until_ > now) {
+    deadline = std::min(deadline, accept_paused_until_);
+  }
+  return static_cast<int>(std::max<common::Millis>(0, deadline - now));
+}
+
+void EventLoop::publish_state() {
+  if (slot_ == nullptr) return;
+  slot_->beat();
+  const common::WorkerState state = shared_.draining   ? common::WorkerState::kDraining
+                                    : shared_.busy > 0 ? common::WorkerState::kBusy
+                                                       : common::WorkerState::kIdle;
+  if (state != published_state_) {
+    published_state_ = state;
+    slot_->set_state(state);
+  }
+  if (connections_.size() != published_connections_) {
+    published_connections_ = connections_.size();
+    slot_->connections.store(static_cast<std::uint32_t>(published_connections_),
+                             std::memory_order_relaxed);
+  }
+}
+
+}  // namespace prefork::worker

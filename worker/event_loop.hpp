@@ -1,0 +1,82 @@
+// The worker's epoll loop (worker, after fork): signals via signalfd, the shared listening
+// sockets (EPOLLEXCLUSIVE accept), every connection, the timer lists and the scoreboard slot.
+// A prefork worker runs it over the listeners; a per-connection child over one adopted client.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <array>
+#include <memory>
+#include <vector>
+
+#include "common/child_context.hpp"
+#include "common/signals.hpp"
+#include "common/unique_fd.hpp"
+#include "worker/connection.hpp"
+
+namespace prefork::worker {
+
+class EventLoop {
+ public:
+  // `accept`: serve ctx.listeners (prefork worker); otherwise only adopted connections.
+  // Throws common::SysError when epoll or the signalfd cannot be set up.
+  EventLoop(const common::ChildContext& ctx, bool accept);
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+  ~EventLoop();
+
+  // Takes over an accepted client socket (made non-blocking here).
+  void adopt(common::UniqueFd client);
+
+  // Serves until SIGTERM/SIGINT, until drained after SIGQUIT, or (without listeners) until the
+  // last connection closed. Returns the exit code.
+  int run();
+
+ private:
+  struct ListenerEntry : EpollSource {
+    explicit ListenerEntry(int listen_fd) : EpollSource(Kind::kListener), fd(listen_fd) {}
+    int fd;
+    bool registered = false;
+  };
+  static constexpr int kMaxEvents = 256;
+
+  void handle(const epoll_event& event);
+  void read_signals();
+  void start_drain();
+  void accept_from(ListenerEntry& listener);
+  bool accept_error(int err, ListenerEntry& listener);
+  void shed_one(ListenerEntry& listener);
+  void set_accepting(bool on);
+  void update_accepting();
+  void add_connection(common::UniqueFd fd);
+  void after_service(Connection& connection, bool keep);
+  void close_connection(Connection& connection);
+  void run_ready_list();
+  void expire_timers();
+  void expire(TimerList& list);
+  int next_timeout() const;
+  void publish_state();
+  [[nodiscard]] bool finished() const;
+
+  const common::Config& config_;
+  common::ScoreboardSlot* const slot_;
+  const bool accept_;
+  common::BlockedSignals blocked_;
+  common::UniqueFd epoll_;
+  common::UniqueFd signal_fd_;
+  EpollSource signal_source_{EpollSource::Kind::kSignal};
+  common::UniqueFd spare_fd_;  // given up for a moment on EMFILE to shed one waiting client
+  std::vector<std::unique_ptr<ListenerEntry>> listeners_;
+  WorkerShared shared_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> closed_;  // freed at the end of the pass
+  std::vector<Connection*> ready_;
+  std::array<epoll_event, kMaxEvents> events_{};
+  common::Millis accept_paused_until_ = 0;  // after EMFILE/ENOBUFS
+  common::Millis last_accept_log_ = -1'000'000;
+  bool stopping_ = false;
+  common::WorkerState published_state_ = common::WorkerState::kStarting;
+  std::size_t published_connections_ = 0;
+};
+
+}  // namespace prefork::worker

@@ -1,0 +1,144 @@
+// The HTTP/1.1 protocol core of one connection (worker, after fork): drives llhttp over the bytes
+// the connection reads and appends, in order, the response each request calls for (design §4).
+// It touches no socket and no clock, so unit tests and fuzzers feed it bytes directly.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/config.hpp"
+#include "worker/response.hpp"
+
+namespace prefork::worker {
+
+struct Limits {
+  std::size_t max_request_line = 8192;   // method SP request-target SP HTTP-version
+  std::size_t max_header_bytes = 16384;  // field lines (name + value + 4 per line)
+  unsigned max_headers = 100;
+  std::uint64_t max_body_bytes = 10ULL * 1024 * 1024;
+  unsigned keepalive_requests = 1000;  // the Nth response on a connection closes it
+
+  static Limits from(const common::Config& config);
+};
+
+enum class Phase : std::uint8_t {
+  kIdle,     // between requests: nothing of the next one received yet (CRLFs aside)
+  kHead,     // part of a request head received
+  kBody,     // head complete, the body still arriving
+  kClosing,  // a response that ends the connection was produced; further input is ignored
+};
+
+class RequestParser {
+ public:
+  RequestParser(const Limits& limits, const Responses& responses);
+  RequestParser(const RequestParser&) = delete;  // llhttp keeps a pointer back to us
+  RequestParser& operator=(const RequestParser&) = delete;
+
+  // Parses `input` and appends to `out` every response it completes, in order (plus any
+  // "100 Continue"). After a response that closes the connection the rest is ignored.
+  void feed(std::string_view input, std::string& out);
+
+  // The header or body timeout fired. Appends a 408 when a request is in progress and returns
+  // whether it did; either way the connection is closing afterwards.
+  bool time_out(std::string& out);
+
+  // Graceful drain: the response to any request still to be answered says Connection: close.
+  void drain() noexcept { draining_ = true; }
+
+  [[nodiscard]] Phase phase() const noexcept { return phase_; }
+  [[nodiscard]] bool closing() const noexcept { return phase_ == Phase::kClosing; }
+  // Closing with request bytes left unread (an error, or input after the last response): the
+  // socket should linger so that closing it does not reset the response in flight.
+  [[nodiscard]] bool unread_input() const noexcept { return unread_input_; }
+  [[nodiscard]] std::uint64_t responses() const noexcept { return response_count_; }
+  // The status of the last response appended (0 before any): for tests and logs.
+  [[nodiscard]] int last_status() const noexcept { return last_status_; }
+
+ private:
+  enum class Field : std::uint8_t { kOther, kHost, kExpect };
+  enum class Kind : std::uint8_t { kHello, kOptions, kNotAllowed };
+  static constexpr std::size_t kMaxHostLength = 272;  // 253-byte name or IPv6 literal + port
+  static constexpr std::size_t kMaxExpectLength = 16;
+  static constexpr std::size_t kMaxFieldName = 6;  // longest name we look at: "expect"
+
+  static const llhttp_settings_t kSettings;
+  static RequestParser& self(llhttp_t* http) { return *static_cast<RequestParser*>(http->data); }
+
+  // llhttp callbacks.
+  static int on_message_begin(llhttp_t* http);
+  static int on_method(llhttp_t* http, const char* at, std::size_t length);
+  static int on_method_complete(llhttp_t* http);
+  static int on_url(llhttp_t* http, const char* at, std::size_t length);
+  static int on_version(llhttp_t* http, const char* at, std::size_t length);
+  static int on_version_complete(llhttp_t* http);
+  static int on_header_field(llhttp_t* http, const char* at, std::size_t length);
+  static int on_header_field_complete(llhttp_t* http);
+  static int on_header_value(llhttp_t* http, const char* at, std::size_t length);
+  static int on_header_value_complete(llhttp_t* http);
+  static int on_headers_complete(llhttp_t* http);
+  static int on_chunk_header(llhttp_t* http);
+  static int on_body(llhttp_t* http, const char* at, std::size_t length);
+  static int on_message_complete(llhttp_t* http);
+
+  int reject(ErrorStatus status);  // from a callback: remember the status, stop llhttp
+  int headers_complete();
+  bool scan_lines(const char* begin, const char* end);
+  bool scan_failed(ErrorStatus status);
+  bool check_chunk_crlf(const char* begin, const char* end);
+  ErrorStatus status_for(llhttp_errno_t err) const;
+  void complete_message(std::string& out);
+  void fail(ErrorStatus status, std::string& out);
+  void start_request();
+
+  const Limits& limits_;
+  const Responses& responses_;
+  llhttp_t http_{};
+  Phase phase_ = Phase::kIdle;
+  bool draining_ = false;
+  bool unread_input_ = false;
+  std::uint64_t response_count_ = 0;
+  int last_status_ = 0;
+
+  // Where llhttp stands inside feed().
+  const char* segment_end_ = nullptr;
+  ErrorStatus rejected_ = ErrorStatus::k400;
+  bool has_rejected_ = false;
+  bool message_done_ = false;
+  bool scanning_ = true;        // checking line endings ourselves: head and trailer section
+  bool line_start_ = true;      // scanner: the previous byte ended a line
+  char last_byte_ = '\n';       // scanner: the previous byte
+  std::uint8_t crlf_left_ = 0;  // bytes of the CRLF after a chunk's data still to check
+
+  // The request being parsed.
+  std::size_t head_bytes_ = 0;
+  std::size_t line_bytes_ = 0;
+  std::size_t header_bytes_ = 0;
+  unsigned header_count_ = 0;
+  std::uint64_t body_bytes_ = 0;
+  std::uint64_t chunk_left_ = 0;
+  Kind kind_ = Kind::kHello;
+  bool head_method_ = false;
+  bool keep_alive_ = false;
+  bool version_seen_ = false;
+  bool continue_pending_ = false;
+  bool body_started_ = false;
+  bool expect_continue_ = false;
+  bool expect_unknown_ = false;
+  Field field_ = Field::kOther;
+  std::uint8_t field_length_ = 0;
+  std::uint8_t host_count_ = 0;
+  std::uint8_t version_length_ = 0;
+  std::uint8_t expect_length_ = 0;
+  std::uint16_t host_length_ = 0;
+  bool host_overflow_ = false;
+  char field_name_[kMaxFieldName] = {};
+  char version_[3] = {};
+  char expect_[kMaxExpectLength] = {};
+  char host_[kMaxHostLength] = {};
+};
+
+}  // namespace prefork::worker

@@ -1,0 +1,159 @@
+#include "worker/response.hpp"
+
+#include <cstring>
+
+namespace prefork::worker {
+namespace {
+
+constexpr std::string_view kHelloBody = "Hello, World!";
+constexpr std::string_view kTextPlain = "Content-Type: text/plain; charset=utf-8\r\n";
+constexpr std::string_view kServer = "Server: prefork-httpd\r\n";
+constexpr std::string_view kAllow = "Allow: GET, HEAD\r\n";
+constexpr std::string_view kAllowOptions = "Allow: GET, HEAD, OPTIONS\r\n";
+
+struct ErrorText {
+  int code;
+  std::string_view status_line;
+  std::string_view body;
+};
+
+constexpr std::array<ErrorText, kErrorStatusCount> kErrors{{
+    {400, "HTTP/1.1 400 Bad Request\r\n", "Bad Request\n"},
+    {405, "HTTP/1.1 405 Method Not Allowed\r\n", "Method Not Allowed\n"},
+    {408, "HTTP/1.1 408 Request Timeout\r\n", "Request Timeout\n"},
+    {413, "HTTP/1.1 413 Content Too Large\r\n", "Content Too Large\n"},
+    {414, "HTTP/1.1 414 URI Too Long\r\n", "URI Too Long\n"},
+    {417, "HTTP/1.1 417 Expectation Failed\r\n", "Expectation Failed\n"},
+    {431, "HTTP/1.1 431 Request Header Fields Too Large\r\n", "Request Header Fields Too Large\n"},
+    {505, "HTTP/1.1 505 HTTP Version Not Supported\r\n", "HTTP Version Not Supported\n"},
+}};
+
+constexpr std::array<std::string_view, 7> kDays{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+constexpr std::array<std::string_view, 12> kMonths{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+void put2(char* out, int value) {
+  out[0] = static_cast<char>('0' + value / 10);
+  out[1] = static_cast<char>('0' + value % 10);
+}
+
+std::size_t mode_index(ConnectionHeader connection) {
+  return static_cast<std::size_t>(connection);
+}
+
+}  // namespace
+
+void format_http_date(std::time_t when, char (&out)[kHttpDateLength]) {
+  std::tm tm{};
+  ::gmtime_r(&when, &tm);
+  // Formatted by hand: strftime's %a/%b follow the locale, HTTP dates must not.
+  std::memcpy(out, kDays[static_cast<std::size_t>(tm.tm_wday)].data(), 3);
+  std::memcpy(out + 3, ", ", 2);
+  put2(out + 5, tm.tm_mday);
+  out[7] = ' ';
+  std::memcpy(out + 8, kMonths[static_cast<std::size_t>(tm.tm_mon)].data(), 3);
+  out[11] = ' ';
+  const int year = tm.tm_year + 1900;
+  put2(out + 12, year / 100 % 100);
+  put2(out + 14, year % 100);
+  out[16] = ' ';
+  put2(out + 17, tm.tm_hour);
+  out[19] = ':';
+  put2(out + 20, tm.tm_min);
+  out[22] = ':';
+  put2(out + 23, tm.tm_sec);
+  std::memcpy(out + 25, " GMT", 4);
+}
+
+std::string http_date(std::time_t when) {
+  char text[kHttpDateLength];
+  format_http_date(when, text);
+  return std::string(text, kHttpDateLength);
+}
+
+int status_code(ErrorStatus status) {
+  return kErrors[static_cast<std::size_t>(status)].code;
+}
+
+Responses::Prebuilt Responses::build(std::string_view status_line, std::string_view extra_headers,
+                                     std::string_view body, ConnectionHeader connection,
+                                     bool head) {
+  Prebuilt out;
+  out.bytes.append(status_line);
+  out.bytes.append("Date: ");
+  out.date_offset = out.bytes.size();
+  out.bytes.append(kHttpDateLength, ' ');
+  out.bytes.append("\r\n");
+  out.bytes.append(kServer);
+  out.bytes.append(extra_headers);
+  if (connection == ConnectionHeader::kKeepAlive) out.bytes.append("Connection: keep-alive\r\n");
+  if (connection == ConnectionHeader::kClose) out.bytes.append("Connection: close\r\n");
+  out.bytes.append("\r\n");
+  if (!head) out.bytes.append(body);
+  return out;
+}
+
+Responses::Responses(std::time_t now) {
+  const std::string hello_headers =
+      std::string(kTextPlain) + "Content-Length: " + std::to_string(kHelloBody.size()) + "\r\n";
+  for (std::size_t i = 0; i < kModes; ++i) {
+    const auto mode = static_cast<ConnectionHeader>(i);
+    get_[i] = build("HTTP/1.1 200 OK\r\n", hello_headers, kHelloBody, mode, false);
+    head_[i] = build("HTTP/1.1 200 OK\r\n", hello_headers, kHelloBody, mode, true);
+    // RFC 9110 §8.6: no Content-Length in a 204.
+    options_[i] = build("HTTP/1.1 204 No Content\r\n", kAllowOptions, {}, mode, false);
+    const ErrorText& text = kErrors[static_cast<std::size_t>(ErrorStatus::k405)];
+    not_allowed_[i] = build(text.status_line,
+                            std::string(kAllow) + std::string(kTextPlain) +
+                                "Content-Length: " + std::to_string(text.body.size()) + "\r\n",
+                            text.body, mode, false);
+  }
+  for (std::size_t i = 0; i < kErrorStatusCount; ++i) {
+    const ErrorText& text = kErrors[i];
+    std::string headers = text.code == 405 ? std::string(kAllow) : std::string();
+    headers +=
+        std::string(kTextPlain) + "Content-Length: " + std::to_string(text.body.size()) + "\r\n";
+    errors_[i] = build(text.status_line, headers, text.body, ConnectionHeader::kClose, false);
+    head_errors_[i] = build(text.status_line, headers, text.body, ConnectionHeader::kClose, true);
+  }
+  date_second_ = now - 1;
+  set_date(now);
+}
+
+template <typename Fn>
+void Responses::for_each(Fn&& fn) {
+  for (auto* group : {&get_, &head_, &options_, &not_allowed_}) {
+    for (Prebuilt& response : *group) fn(response);
+  }
+  for (auto* group : {&errors_, &head_errors_}) {
+    for (Prebuilt& response : *group) fn(response);
+  }
+}
+
+bool Responses::set_date(std::time_t now) {
+  if (now == date_second_) return false;
+  date_second_ = now;
+  format_http_date(now, date_);
+  for_each([this](Prebuilt& response) {
+    std::memcpy(response.bytes.data() + response.date_offset, date_, kHttpDateLength);
+  });
+  return true;
+}
+
+std::string_view Responses::hello(bool head, ConnectionHeader connection) const {
+  return (head ? head_ : get_)[mode_index(connection)].bytes;
+}
+
+std::string_view Responses::options(ConnectionHeader connection) const {
+  return options_[mode_index(connection)].bytes;
+}
+
+std::string_view Responses::method_not_allowed(ConnectionHeader connection) const {
+  return not_allowed_[mode_index(connection)].bytes;
+}
+
+std::string_view Responses::error(ErrorStatus status, bool head) const {
+  return (head ? head_errors_ : errors_)[static_cast<std::size_t>(status)].bytes;
+}
+
+}  // namespace prefork::worker

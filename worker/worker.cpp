@@ -1,0 +1,40 @@
+#include "worker/worker.hpp"
+
+#include <exception>
+
+#include "common/exit_codes.hpp"
+#include "common/log.hpp"
+#include "worker/event_loop.hpp"
+
+namespace prefork::worker {
+namespace {
+
+template <typename Body>
+int guarded(const char* what, Body&& body) {
+  try {
+    return body();
+  } catch (const std::exception& err) {
+    spdlog::error("{}: {}", what, err.what());
+    return common::kExitBoot;
+  }
+}
+
+}  // namespace
+
+int run(const common::ChildContext& ctx) {
+  return guarded("worker", [&] {
+    EventLoop loop(ctx, /*accept=*/true);
+    spdlog::debug("worker serving {} listener(s)", ctx.listeners.size());
+    return loop.run();
+  });
+}
+
+int serve_connection(const common::ChildContext& ctx, common::UniqueFd client) {
+  return guarded("connection", [&] {
+    EventLoop loop(ctx, /*accept=*/false);
+    loop.adopt(std::move(client));
+    return loop.run();
+  });
+}
+
+}  // namespace prefork::worker
