@@ -50,9 +50,12 @@ void reset_signals_after_fork() {
     if (signo == SIGKILL || signo == SIGSTOP) continue;
     ::sigaction(signo, &dfl, nullptr);  // fails harmlessly for the reserved real-time signals
   }
-  sigset_t none;
-  sigemptyset(&none);
-  ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+  const sigset_t blocked = child_signals();
+  ::pthread_sigmask(SIG_SETMASK, &blocked, nullptr);
+}
+
+sigset_t child_signals() {
+  return make_sigset({kSignalDrain, kSignalStop, SIGINT, kSignalReopen, SIGHUP});
 }
 
 void ignore_sigpipe() {

@@ -37,9 +37,14 @@ UniqueFd open_signalfd(const sigset_t& set);
 // Next pending signal from a signalfd, or nullopt when none is left.
 std::optional<int> read_signal(int signal_fd);
 
-// In a freshly forked child: default dispositions and an empty mask, so the child's own
-// signalfd (or the default action) sees what the master sends.
+// In a freshly forked child: default dispositions, and a mask holding only the signals the
+// master sends children (drain, stop, INT, reopen, HUP). They stay blocked because a child
+// reads them through its own signalfd: one that arrives before the child is ready waits for it
+// instead of killing it. A child that wants default actions unblocks them itself.
 void reset_signals_after_fork();
+
+// The signals a child keeps blocked after fork (see above).
+sigset_t child_signals();
 
 // Ignores SIGPIPE (writes use MSG_NOSIGNAL; this covers the rest).
 void ignore_sigpipe();

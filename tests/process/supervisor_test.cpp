@@ -126,6 +126,8 @@ TEST(Supervisor, ACrashLoopBacksOffThenTheMasterGivesUpNonZero) {
 
 TEST(Supervisor, AHungWorkerIsTerminatedAndReplaced) {
   MasterUnderTest m(config_with(1), [](const common::ChildContext& ctx) {
+    const sigset_t term = common::make_sigset({SIGTERM});
+    ::pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
     ctx.slot->set_state(common::WorkerState::kBusy);
     for (;;) ::pause();  // no heartbeat ever again; SIGTERM's default action ends it
     return 0;
