@@ -81,7 +81,9 @@ int EventLoop::run() {
     closed_.clear();
     publish_state();
   }
-  spdlog::info("worker exiting ({} connections open)", connections_.size());
+  // One line per exit is news for a pool worker, noise for a per-connection child.
+  spdlog::log(accept_ ? spdlog::level::info : spdlog::level::debug,
+              "worker exiting ({} connections open)", connections_.size());
   return common::kExitOk;
 }
 
@@ -122,7 +124,8 @@ void EventLoop::read_signals() {
 
 void EventLoop::start_drain() {
   if (shared_.draining) return;
-  spdlog::info("SIGQUIT: draining {} connections", connections_.size());
+  spdlog::log(accept_ ? spdlog::level::info : spdlog::level::debug,
+              "SIGQUIT: draining {} connections", connections_.size());
   shared_.draining = true;
   set_accepting(false);
   std::vector<Connection*> open;

@@ -35,9 +35,8 @@ void expect_hello(const Response& r) {
   EXPECT_EQ(r.header("content-length"), "13");
   EXPECT_EQ(r.header("server"), "prefork-httpd");
   EXPECT_THAT(r.header("date"),
-              ::testing::MatchesRegex(
-                                       "[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} "
-                                       "[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"));
+              ::testing::MatchesRegex("[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} "
+                                      "[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"));
 }
 
 TEST_F(Http, GetAnswersHelloWorld) {
@@ -141,7 +140,9 @@ struct ErrorCase {
   int status;
 };
 
-void PrintTo(const ErrorCase& c, std::ostream* out) { *out << c.name; }
+void PrintTo(const ErrorCase& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class HttpErrors : public Http, public ::testing::WithParamInterface<ErrorCase> {};
 

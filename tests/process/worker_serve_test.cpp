@@ -113,8 +113,14 @@ class Client {
       if (::poll(&pfd, 1, static_cast<int>(left)) != 1) return false;
       char chunk[4096];
       const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
-      if (n == 0 || (n < 0 && errno == ECONNRESET)) return buffer_.empty();
-      if (n < 0) return false;
+      if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+        EXPECT_EQ(buffer_, "") << "unexpected bytes before the close";
+        return buffer_.empty();
+      }
+      if (n < 0) {
+        ADD_FAILURE() << "recv: " << std::strerror(errno);
+        return false;
+      }
       buffer_.append(chunk, static_cast<std::size_t>(n));
     }
   }
@@ -605,7 +611,8 @@ class ServeConnectionTest : public WorkerServeTest {
       common::reset_signals_after_fork();
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       common::init_logging("connection", "stderr", "warn");
-      const common::ChildContext ctx{config_, listeners_, nullptr, 0, 1};
+      // Production passes no slot here; the test's slot lets it wait for the child's state.
+      const common::ChildContext ctx{config_, listeners_, &slot(), 0, 1};
       ::_exit(serve_connection(ctx, std::move(accepted)));
     }
     return client;
@@ -643,12 +650,9 @@ TEST_F(ServeConnectionTest, ExitsWhenTheClientCloses) {
 
 TEST_F(ServeConnectionTest, DrainAnswersTheRequestInProgress) {
   Client client = start_child("GET / HTTP/1.1\r\nHo");
-  // No scoreboard slot here: wait until the child has set up its signalfd (then SIGQUIT is
-  // queued for it rather than fatal) by a full round trip on a second request.
-  client.send("st: a\r\n\r\n");
-  ASSERT_TRUE(client.read_response());
-  client.send("GET / HTTP/1.1\r\nHo");
+  ASSERT_TRUE(wait_for_state(common::WorkerState::kBusy));
   ASSERT_EQ(::kill(pid_, SIGQUIT), 0);
+  ASSERT_TRUE(wait_for_state(common::WorkerState::kDraining));
   client.send("st: a\r\n\r\n");
   const auto response = client.read_response();
   ASSERT_TRUE(response);
@@ -660,6 +664,7 @@ TEST_F(ServeConnectionTest, DrainAnswersTheRequestInProgress) {
 TEST_F(ServeConnectionTest, DrainClosesAnIdleConnection) {
   Client client = start_child(kGet);
   ASSERT_TRUE(client.read_response());
+  ASSERT_TRUE(wait_for_state(common::WorkerState::kIdle));  // signalfd is set up
   ASSERT_EQ(::kill(pid_, SIGQUIT), 0);
   EXPECT_TRUE(client.closed_by_peer());
   expect_clean_exit();

@@ -23,6 +23,15 @@
 namespace prefork::testing {
 namespace {
 
+// /proc files of processes that may exit while we read them: any error reads as empty.
+std::string read_proc(const std::string& path) {
+  common::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  char buf[1024];
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
 using Clock = std::chrono::steady_clock;
 
 [[noreturn]] void exec_server(const std::vector<std::string>& argv, const std::string& log_path) {
@@ -64,7 +73,8 @@ std::string read_file(const std::string& path) {
 
 ServerProcess::ServerProcess(ServerOptions options) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-  std::vector<std::string> argv{PREFORK_HTTPD_BINARY, "--listen", options.listen};
+  std::vector<std::string> argv{PREFORK_HTTPD_BINARY};
+  if (!options.listen.empty()) argv.insert(argv.end(), {"--listen", options.listen});
   if (!options.config.empty()) {
     dir_.write("server.conf", options.config);
     argv.insert(argv.end(), {"-c", config_path()});
@@ -183,10 +193,9 @@ std::vector<pid_t> children_of(pid_t parent) {
   while (const dirent* entry = ::readdir(proc)) {
     const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
     if (pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
     const auto close = content.rfind(')');
-    if (close == std::string::npos) continue;
+    if (close == std::string::npos || content.size() < close + 3) continue;
     std::istringstream rest(content.substr(close + 2));
     char state = 0;
     pid_t ppid = 0;
@@ -200,8 +209,7 @@ std::vector<pid_t> children_of(pid_t parent) {
 namespace {
 
 char process_state(pid_t pid, pid_t* ppid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
   const auto close = content.rfind(')');
   if (close == std::string::npos || content.size() < close + 3) return 0;
   std::istringstream rest(content.substr(close + 2));
@@ -221,11 +229,14 @@ std::uint16_t local_port(int fd) {
 
 std::size_t zombies_of(pid_t parent) {
   std::size_t n = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry.path().filename().c_str()));
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return n;
+  while (const dirent* entry = ::readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
     pid_t ppid = 0;
     if (pid > 0 && process_state(pid, &ppid) == 'Z' && ppid == parent) ++n;
   }
+  ::closedir(proc);
   return n;
 }
 
@@ -268,8 +279,7 @@ int reap_zombies() {
 }
 
 bool process_alive(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
   const auto close = content.rfind(')');
   return close != std::string::npos && content.size() > close + 2 && content[close + 2] != 'Z';
 }

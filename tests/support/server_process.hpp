@@ -41,7 +41,7 @@ std::string read_file(const std::string& path);
 struct ServerOptions {
   std::vector<std::string> args;  // besides --listen and the log redirection
   std::string config;             // TOML text; written to a file and passed with -c
-  std::string listen = "127.0.0.1:0";
+  std::string listen = "127.0.0.1:0";  // empty: no --listen (the config decides)
   bool wait_ready = true;  // wait for the "ready:" log line
 };
 

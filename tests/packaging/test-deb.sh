@@ -1,0 +1,451 @@
+#!/bin/bash
+# Tests the Debian package end to end on the running system, without needing a running systemd:
+# build, lintian, install, unit verification and security score, the installed binary serving as
+# the service user over IPv4 and IPv6, logrotate, an upgrade that keeps an edited conffile, and a
+# purge that leaves nothing but the service user.
+#
+# usage: sudo tests/packaging/test-deb.sh [--deb-dir DIR]
+#   --deb-dir DIR  build the packages into DIR and keep them (default: a temporary directory)
+# Environment: DEB_BUILD_OPTIONS / DEB_BUILD_PROFILES for the first build (e.g. nocheck).
+#
+# It installs into the real system, so it needs root and a disposable machine or container
+# (CI). It refuses to run when prefork-httpd is already installed or port 8888 is taken, and it
+# always purges the package and stops what it started, even when a check fails.
+set -euo pipefail
+
+readonly PKG=prefork-httpd
+readonly USER_NAME=prefork-httpd
+readonly CONF=/etc/prefork-httpd/prefork-httpd.conf
+readonly LOGDIR=/var/log/prefork-httpd
+readonly RUNDIR=/run/prefork-httpd
+readonly PORT=8888
+
+src=$(cd "$(dirname "$0")/../.." && pwd)
+deb_dir=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --deb-dir) deb_dir=${2:?--deb-dir needs a directory}; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "test-deb.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+started=$SECONDS
+step() { printf '\n=== [%3ds] %s\n' $((SECONDS - started)) "$*"; }
+ok() { printf '  ok: %s\n' "$*"; }
+die() { printf '  FAIL: %s\n' "$*" >&2; exit 1; }
+check() {  # check DESCRIPTION COMMAND...: runs COMMAND, fails the test when it fails
+  local what=$1; shift
+  if "$@"; then ok "$what"; else die "$what"; fi
+}
+
+apt_install() {  # apt_install DEB: installs a local package without any prompt
+  DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q \
+    -o DPkg::Lock::Timeout=120 \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "$1" </dev/null
+}
+
+server_pid=""   # the runuser process of the server we started (it waits for the server)
+master_pid=""   # the server's master process
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-deb.XXXXXX")
+made_rundir=0
+installed_by_us=0  # only then does the cleanup purge
+
+pkg_present() {  # whether dpkg has the package in any state but "not installed"
+  local st
+  st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$PKG" 2>/dev/null | cut -c2)
+  [ -n "$st" ] && [ "$st" != n ]
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; then
+    kill -TERM "$master_pid"
+    for _ in $(seq 50); do kill -0 "$master_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$master_pid" 2>/dev/null
+  fi
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null
+  fi
+  [ -n "$server_pid" ] && wait "$server_pid" 2>/dev/null
+  if [ "$installed_by_us" = 1 ] && pkg_present; then
+    echo "cleanup: purging $PKG"
+    DEBIAN_FRONTEND=noninteractive timeout 300 apt-get purge -y -q -o DPkg::Lock::Timeout=120 \
+      "$PKG" </dev/null >/dev/null
+  fi
+  [ "$made_rundir" = 1 ] && rm -rf "$RUNDIR"
+  rm -rf "$tmp"
+  if [ $rc -eq 0 ]; then
+    printf '\ntest-deb.sh: PASS in %ds\n' $((SECONDS - started))
+  else
+    printf '\ntest-deb.sh: FAILED (exit %d) after %ds\n' $rc $((SECONDS - started)) >&2
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'echo "  FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
+trap 'exit 130' INT TERM HUP
+
+# Starts the installed server as the service user with the installed config and extra args;
+# sets server_pid and master_pid and waits until it answers on 127.0.0.1:PORT.
+start_server() {
+  runuser -u "$USER_NAME" -- /usr/sbin/prefork-httpd -c "$CONF" "$@" \
+    >"$tmp/server.out" 2>&1 </dev/null &
+  server_pid=$!
+
+  for _ in $(seq 100); do  # up to ~20 s
+    if [ -z "$master_pid" ]; then
+      master_pid=$(awk '{print $1}' "/proc/$server_pid/task/$server_pid/children" 2>/dev/null)
+    fi
+    if [ -n "$master_pid" ] &&
+       curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/" 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      cat "$tmp/server.out" >&2
+      die "the server exited at start"
+    fi
+    sleep 0.2
+  done
+  cat "$tmp/server.out" >&2
+  die "the server did not answer on port $PORT within 20 s"
+}
+
+# Stops the server with SIGTERM to its master (graceful) and checks it exits 0 in time.
+stop_server() {
+  kill -TERM "$master_pid"
+  local rc
+  for _ in $(seq 200); do  # up to 40 s: graceful_timeout (30 s) plus a margin
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$server_pid" 2>/dev/null; then
+    cat "$tmp/server.out" >&2
+    die "the server did not stop within 40 s of SIGTERM"
+  fi
+  rc=0; wait "$server_pid" || rc=$?
+  server_pid=""; master_pid=""
+  [ $rc -eq 0 ] || { cat "$tmp/server.out" >&2; die "the server exited with status $rc on SIGTERM"; }
+  ok "SIGTERM stopped the server with exit status 0"
+  for _ in $(seq 25); do pgrep -u "$USER_NAME" >/dev/null || break; sleep 0.2; done
+  if pgrep -u "$USER_NAME" >/dev/null; then
+    ps -o pid,ppid,stat,args -u "$USER_NAME" >&2
+    die "processes of $USER_NAME are left after the stop"
+  fi
+  ok "no process of $USER_NAME is left"
+}
+
+# Whether the installed binary accepts configuration key $1 with value $2 (newer keys).
+supports_key() {
+  /usr/sbin/prefork-httpd -t -c "$CONF" -s "$1=$2" >/dev/null 2>&1
+}
+
+# Filesystem entries that could belong to the package, to compare before and after. Only paths
+# naming prefork-httpd count: other software may be installed on the machine meanwhile (CI runners
+# and shared machines), and everything this package creates carries its name.
+snapshot() {
+  {
+    find /etc /usr /var /opt /srv /lib -xdev \
+      \( -path /var/cache -o -path /var/lib/apt -o -path /var/tmp -o -path /var/log/journal \
+         -o -path "$src" -o -path "$tmp" -o -path "${deb_dir:-$tmp}" \) -prune -o -print 2>/dev/null
+    find /run -maxdepth 3 2>/dev/null
+  } | { grep -F prefork || true; } | sort -u
+}
+
+# ---------------------------------------------------------------------------------------------
+step "preconditions"
+[ "$(id -u)" -eq 0 ] || die "run as root: the package is installed into this system"
+for tool in dpkg-buildpackage lintian systemd-analyze logrotate curl runuser pgrep strace; do
+  command -v "$tool" >/dev/null || die "$tool is missing: run packaging/install-deps.sh"
+done
+if pkg_present; then
+  die "$PKG is already installed; this test installs and purges it: use a disposable system"
+fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  die "port $PORT is already in use"
+fi
+have_ipv6=0
+grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null && have_ipv6=1
+ok "root, tools present, $PKG not installed, port $PORT free, IPv6 loopback: $have_ipv6"
+[ -n "$deb_dir" ] || deb_dir=$tmp/debs
+mkdir -p "$deb_dir"
+deb_dir=$(cd "$deb_dir" && pwd)
+snapshot >"$tmp/before.list"
+if [ -s "$tmp/before.list" ]; then
+  echo "  note: already present before the install (ignored by the purge check):"
+  sed 's/^/    /' "$tmp/before.list"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "build the package (packaging/build-deb.sh)"
+rm -f "$deb_dir"/prefork-httpd_*.deb "$deb_dir"/prefork-httpd-dbgsym_*.deb
+timeout 1200 "$src/packaging/build-deb.sh" "$deb_dir" >"$tmp/build.log" 2>&1 ||
+  { tail -n 60 "$tmp/build.log" >&2; die "build-deb.sh failed (log above)"; }
+deb=$(ls "$deb_dir"/prefork-httpd_*.deb)
+[ "$(echo "$deb" | wc -l)" -eq 1 ] || die "expected one package in $deb_dir, got: $deb"
+version=$(dpkg-deb -f "$deb" Version)
+ok "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB)"
+if grep -q 'override_dh_auto_test' "$tmp/build.log" && grep -qE 'tests passed|No tests were found' "$tmp/build.log"; then
+  ok "dh_auto_test: $(grep -E 'tests passed' "$tmp/build.log" | tail -n1)"
+else
+  echo "  note: the test suite did not run in dh_auto_test (nocheck?)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "lintian --fail-on error,warning"
+lintian_rc=0
+timeout 300 lintian --fail-on error,warning --display-info "$deb" >"$tmp/lintian.out" 2>&1 ||
+  lintian_rc=$?
+grep -v '^running with root privileges' "$tmp/lintian.out" | sed 's/^/  | /'
+[ $lintian_rc -eq 0 ] || die "lintian found errors or warnings (exit $lintian_rc)"
+ok "lintian: no error, no warning"
+
+# ---------------------------------------------------------------------------------------------
+step "apt-get install $(basename "$deb")"
+installed_by_us=1
+apt_install "$deb" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log" >&2; die "apt-get install failed"; }
+grep -E '^(Setting up|Unpacking|Creating|Created)' "$tmp/install.log" | sed 's/^/  | /' || true
+check "dpkg reports $PKG $version installed" \
+  test "$(dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$PKG")" = "ii  $version"
+for f in /usr/sbin/prefork-httpd "$CONF" /etc/logrotate.d/prefork-httpd \
+         /usr/lib/sysusers.d/prefork-httpd.conf /usr/lib/tmpfiles.d/prefork-httpd.conf \
+         /usr/share/doc/prefork-httpd/copyright /usr/share/doc/prefork-httpd/README.md \
+         /usr/share/doc/prefork-httpd/examples/prefork-httpd.conf; do
+  [ -e "$f" ] || [ -e "$f.gz" ] || die "missing: $f"
+done
+ok "binary, config, logrotate, sysusers, tmpfiles, docs and examples are installed"
+unitdir=$(dirname "$(dpkg -L "$PKG" | grep '/systemd/system/prefork-httpd.service$')")
+[ -f "$unitdir/prefork-httpd.service" ] && [ -f "$unitdir/prefork-httpd.socket" ] ||
+  die "the units are not installed"
+ok "units installed in $unitdir"
+check "man prefork-httpd finds prefork-httpd(8)" sh -c 'man -w 8 prefork-httpd | grep -q man8/prefork-httpd.8'
+check "the config is a conffile" sh -c "dpkg-query -W -f='\${Conffiles}' $PKG | grep -q ' $CONF '"
+postinst=/var/lib/dpkg/info/$PKG.postinst
+check "postinst runs systemd-sysusers and systemd-tmpfiles" \
+  sh -c "grep -q 'systemd-sysusers' $postinst && grep -q 'systemd-tmpfiles' $postinst"
+pw=$(getent passwd "$USER_NAME") || die "user $USER_NAME was not created"
+check "user $USER_NAME: system uid, no home, no login shell ($pw)" \
+  sh -c "echo '$pw' | awk -F: '\$3 < 1000 && \$6 == \"/nonexistent\" && \$7 ~ /nologin\$/ {ok=1} END {exit !ok}'"
+check "group $USER_NAME exists" sh -c "getent group $USER_NAME >/dev/null"
+check "$LOGDIR is $USER_NAME:adm, mode 2750 ($(stat -c '%U:%G %a' "$LOGDIR" 2>/dev/null))" \
+  test "$(stat -c '%U:%G %a' "$LOGDIR" 2>/dev/null)" = "$USER_NAME:adm 2750"
+check "the service is enabled (multi-user.target.wants)" \
+  test -L /etc/systemd/system/multi-user.target.wants/prefork-httpd.service
+check "the socket unit is not enabled" test ! -e /etc/systemd/system/sockets.target.wants/prefork-httpd.socket
+
+# ---------------------------------------------------------------------------------------------
+step "systemd-analyze verify / security on the installed units"
+verify_out=$(timeout 60 systemd-analyze verify "$unitdir/prefork-httpd.service" \
+               "$unitdir/prefork-httpd.socket" 2>&1) || die "systemd-analyze verify failed: $verify_out"
+[ -z "$verify_out" ] || { echo "$verify_out" | sed 's/^/  | /'; die "systemd-analyze verify printed something"; }
+ok "systemd-analyze verify: no output"
+timeout 60 systemd-analyze security --offline=true --threshold=15 \
+  "$unitdir/prefork-httpd.service" >"$tmp/security.out" 2>&1 || security_rc=$?
+grep -E '^✗' "$tmp/security.out" | sed 's/^/  | /' || true
+score=$(sed -n 's/.*Overall exposure level for prefork-httpd.service: \([0-9.]*\).*/\1/p' "$tmp/security.out")
+[ -n "$score" ] || { cat "$tmp/security.out" >&2; die "no security score"; }
+[ "${security_rc:-0}" -eq 0 ] || die "exposure $score is above 1.5"
+ok "systemd-analyze security --offline=true: exposure $score (limit 1.5)"
+
+# ---------------------------------------------------------------------------------------------
+step "prefork-httpd -t on the installed config"
+check "prefork-httpd -t accepts $CONF" /usr/sbin/prefork-httpd -t -c "$CONF"
+sed -E 's/^#([a-z_]+ = )/\1/' "$CONF" >"$tmp/all-keys.conf"
+nkeys=$(grep -cE '^[a-z_]+ = ' "$tmp/all-keys.conf")
+check "prefork-httpd -t accepts the config with all $nkeys documented defaults uncommented" \
+  /usr/sbin/prefork-httpd -t -c "$tmp/all-keys.conf"
+# Every key the code knows is documented in the config file and the man page.
+code_keys=$(grep -hoE '^\s*\{"[a-z_]+",\s*(\[\]|$)' "$src/common/config.cpp" | grep -oE '[a-z_]+' | sort -u)
+if [ -n "$code_keys" ]; then
+  man_text=$(zcat /usr/share/man/man8/prefork-httpd.8.gz)
+  for key in $code_keys; do
+    grep -qE "^#?$key = " "$CONF" || die "key '$key' (common/config.cpp) is not documented in etc/prefork-httpd.conf"
+    echo "$man_text" | grep -qE "^\.BR $key " || die "key '$key' (common/config.cpp) is not documented in prefork-httpd(8)"
+  done
+  ok "all $(echo "$code_keys" | wc -l) keys of common/config.cpp are in the config file and the man page"
+else
+  echo "  note: no keys found in common/config.cpp; skipped the documentation check"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "the installed binary as $USER_NAME with the installed config answers on :$PORT"
+start_server
+[ "$(stat -c %U "/proc/$master_pid")" = "$USER_NAME" ] || die "the master does not run as $USER_NAME"
+ok "master pid $master_pid runs as $USER_NAME"
+body=$(curl -sS -4 --max-time 5 "http://127.0.0.1:$PORT/")
+check "IPv4 http://127.0.0.1:$PORT/ -> '$body'" test "$body" = "Hello, World!"
+if [ $have_ipv6 = 1 ]; then
+  body=$(curl -sS -6 -g --max-time 5 "http://[::1]:$PORT/")
+  check "IPv6 http://[::1]:$PORT/ -> '$body'" test "$body" = "Hello, World!"
+else
+  echo "  SKIP: IPv6: this kernel has no ::1 loopback"
+fi
+headers=$(curl -sS -4 -I --max-time 5 "http://127.0.0.1:$PORT/")
+check "HEAD: 200 with Content-Length: 13" \
+  sh -c "printf '%s' \"\$1\" | grep -q '^HTTP/1.1 200' && printf '%s' \"\$1\" | grep -qi '^Content-Length: 13'" _ "$headers"
+stop_server
+
+# ---------------------------------------------------------------------------------------------
+step "every system call the server makes passes the unit's SystemCallFilter (strace)"
+# Without a running systemd the sandbox cannot be applied, so check it the other way round: run
+# the server through start, requests, USR1, HUP, TTIN, TTOU and a graceful stop under strace,
+# and compare the calls it made with what the installed unit allows.
+expand_syscalls() {  # expand_syscalls NAME...: syscall names, groups (@...) expanded
+  local item
+  for item in "$@"; do
+    case $item in
+      @*) systemd-analyze syscall-filter "$item" 2>/dev/null | awk 'NR > 1 && $1 !~ /^#/ {print $1}' |
+            while read -r sub; do expand_syscalls "$sub"; done ;;
+      *) echo "$item" ;;
+    esac
+  done
+}
+allow=() deny=()
+while IFS= read -r value; do
+  case $value in
+    "~"*) read -ra items <<<"${value#\~}"; deny+=("${items[@]}") ;;
+    *) read -ra items <<<"$value"; allow+=("${items[@]}") ;;
+  esac
+done < <(sed -n 's/^SystemCallFilter=//p' "$unitdir/prefork-httpd.service")
+[ ${#allow[@]} -gt 0 ] || die "no SystemCallFilter= allow list in the unit"
+expand_syscalls "${allow[@]}" | sort -u >"$tmp/allowed.txt"
+expand_syscalls "${deny[@]}" | sort -u >"$tmp/denied.txt"
+comm -23 "$tmp/allowed.txt" "$tmp/denied.txt" >"$tmp/effective.txt"
+mkdir "$tmp/strace"
+strace -f -ff -qq -o "$tmp/strace/t" -u "$USER_NAME" \
+  /usr/sbin/prefork-httpd -c "$CONF" -w 2 >"$tmp/strace.out" 2>&1 </dev/null &
+strace_pid=$!
+traced=""
+for _ in $(seq 100); do
+  traced=$(awk '{print $1}' "/proc/$strace_pid/task/$strace_pid/children" 2>/dev/null || true)
+  [ -n "$traced" ] && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/" && break
+  sleep 0.2
+done
+[ -n "$traced" ] || { cat "$tmp/strace.out" >&2; die "the server did not start under strace"; }
+curl -s -o /dev/null --max-time 5 -g "http://[::1]:$PORT/" || true
+curl -s -o /dev/null --max-time 5 -X POST -d x "http://127.0.0.1:$PORT/" || true
+for sig in USR1 HUP TTIN TTOU; do
+  kill -s "$sig" "$traced"; sleep 0.7
+  curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/" || true
+done
+kill -TERM "$traced"
+for _ in $(seq 200); do kill -0 "$strace_pid" 2>/dev/null || break; sleep 0.2; done
+if kill -0 "$strace_pid" 2>/dev/null; then
+  kill -KILL "$traced" "$strace_pid" 2>/dev/null; wait "$strace_pid" || true
+  die "the server under strace did not stop within 40 s of SIGTERM"
+fi
+wait "$strace_pid" || true
+# In the first process, the calls before the server's execve are strace's own (-u switching
+# users), not the server's; its children (workers) start after it.
+first=$(find "$tmp/strace" -name 't.*' | sed 's/.*\.//' | sort -n | head -n1)
+for f in "$tmp"/strace/t.*; do
+  if [ "$f" = "$tmp/strace/t.$first" ]; then sed -n '/^execve(/,$p' "$f"; else cat "$f"; fi
+done | sed -n 's/^\([a-z_0-9]*\)(.*/\1/p' | sort -u >"$tmp/used.txt"
+[ -s "$tmp/used.txt" ] || die "strace recorded no system call"
+blocked=$(comm -23 "$tmp/used.txt" "$tmp/effective.txt" | grep -vx execve || true)
+[ -z "$blocked" ] || die "system calls the unit's SystemCallFilter would refuse (EPERM): $blocked"
+ok "$(wc -l <"$tmp/used.txt") distinct system calls over $(ls "$tmp"/strace | wc -l) processes, all allowed"
+
+# ---------------------------------------------------------------------------------------------
+step "logrotate -f /etc/logrotate.d/prefork-httpd: rotation and reopen (SIGUSR1)"
+# An operator's edit of the conffile (kept by the upgrade below): log to a file.
+sed -i "s|^#error_log = .*|error_log = \"$LOGDIR/error.log\"|" "$CONF"
+grep -q "^error_log = \"$LOGDIR/error.log\"" "$CONF" || die "could not edit $CONF"
+ok "edited $CONF: error_log = \"$LOGDIR/error.log\""
+extra=()
+logs=(error.log)
+if supports_key access_log "$LOGDIR/access.log"; then
+  extra+=(-s "access_log=$LOGDIR/access.log"); logs+=(access.log)
+fi
+if [ ! -d "$RUNDIR" ]; then  # under systemd, RuntimeDirectory= makes it
+  install -d -o "$USER_NAME" -g "$USER_NAME" -m 0755 "$RUNDIR"; made_rundir=1
+fi
+pidfile_by_server=0
+if supports_key pidfile "$RUNDIR/prefork-httpd.pid"; then
+  extra+=(-s "pidfile=$RUNDIR/prefork-httpd.pid"); pidfile_by_server=1
+fi
+start_server "${extra[@]}"
+if [ $pidfile_by_server = 1 ]; then
+  for _ in $(seq 25); do [ -s "$RUNDIR/prefork-httpd.pid" ] && break; sleep 0.2; done
+  check "the server wrote its pidfile" test "$(cat "$RUNDIR/prefork-httpd.pid" 2>/dev/null)" = "$master_pid"
+else
+  echo "$master_pid" >"$RUNDIR/prefork-httpd.pid"  # what the server's pidfile would hold
+  echo "  note: no pidfile key yet: the test wrote $RUNDIR/prefork-httpd.pid for logrotate"
+fi
+for _ in 1 2 3; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/before-rotation"; done
+for log in "${logs[@]}"; do
+  for _ in $(seq 25); do [ -s "$LOGDIR/$log" ] && break; sleep 0.2; done
+  [ -s "$LOGDIR/$log" ] || die "$LOGDIR/$log is empty before the rotation"
+done
+ok "the server writes ${logs[*]} in $LOGDIR"
+timeout 60 logrotate -v -f -s "$tmp/logrotate.state" /etc/logrotate.d/prefork-httpd \
+  >"$tmp/logrotate.out" 2>&1 || { cat "$tmp/logrotate.out" >&2; die "logrotate failed"; }
+grep -q 'running postrotate script' "$tmp/logrotate.out" || die "logrotate did not run postrotate"
+for log in "${logs[@]}"; do
+  [ -s "$LOGDIR/$log.1" ] || die "$LOGDIR/$log.1 (the rotated log) is missing or empty"
+  [ "$(stat -c '%U:%G %a' "$LOGDIR/$log")" = "$USER_NAME:adm 640" ] ||
+    die "new $LOGDIR/$log is $(stat -c '%U:%G %a' "$LOGDIR/$log"), expected $USER_NAME:adm 640"
+done
+ok "rotated: $(cd "$LOGDIR" && ls | tr '\n' ' ')"
+sleep 1  # let the master and workers act on SIGUSR1
+declare -A rotated_size
+for log in "${logs[@]}"; do rotated_size[$log]=$(stat -c %s "$LOGDIR/$log.1"); done
+for _ in 1 2 3; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/after-rotation"; done
+stop_server  # the master logs its stop: to the new file if it reopened it
+for log in "${logs[@]}"; do
+  [ -s "$LOGDIR/$log" ] || die "nothing was written to the new $LOGDIR/$log: SIGUSR1 did not reopen it"
+  [ "$(stat -c %s "$LOGDIR/$log.1")" = "${rotated_size[$log]}" ] ||
+    die "lines still went to $LOGDIR/$log.1 after the rotation"
+  ok "new lines went to the new $log ($(wc -l <"$LOGDIR/$log") lines), none to $log.1"
+done
+
+# ---------------------------------------------------------------------------------------------
+step "upgrade to a rebuilt package keeps the edited conffile"
+DEB_BUILD_OPTIONS="nocheck${DEB_BUILD_OPTIONS:+ $DEB_BUILD_OPTIONS}" DEB_BUILD_PROFILES=nocheck \
+  timeout 1200 "$src/packaging/build-deb.sh" -r rebuild1 "$deb_dir" >"$tmp/rebuild.log" 2>&1 ||
+  { tail -n 60 "$tmp/rebuild.log" >&2; die "rebuild (build-deb.sh -r rebuild1) failed"; }
+deb2=$(ls "$deb_dir"/prefork-httpd_"$version"+rebuild1_*.deb)
+apt_install "$deb2" >"$tmp/upgrade.log" 2>&1 || { cat "$tmp/upgrade.log" >&2; die "upgrade failed"; }
+grep -E '^(Setting up|Unpacking|Preparing)' "$tmp/upgrade.log" | sed 's/^/  | /' || true
+check "upgraded to $version+rebuild1" \
+  test "$(dpkg-query -W -f='${Version}' "$PKG")" = "$version+rebuild1"
+check "the edit in $CONF survived the upgrade" grep -q "^error_log = \"$LOGDIR/error.log\"" "$CONF"
+check "the log directory and its files survived the upgrade" test -s "$LOGDIR/error.log.1"
+
+# A newer package whose default config changed: --force-confold keeps the operator's file and
+# puts the new default next to it as .dpkg-dist, without a prompt.
+rm -rf "$tmp/repack"
+dpkg-deb -R "$deb2" "$tmp/repack"
+echo "# a changed default" >>"$tmp/repack$CONF"
+sed -i "s/^Version: .*/Version: $version+rebuild2/" "$tmp/repack/DEBIAN/control"
+(cd "$tmp/repack" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
+   xargs -0 md5sum >DEBIAN/md5sums)
+dpkg-deb -b --root-owner-group "$tmp/repack" "$tmp/prefork-httpd_$version+rebuild2.deb" >/dev/null
+apt_install "$tmp/prefork-httpd_$version+rebuild2.deb" >"$tmp/upgrade2.log" 2>&1 ||
+  { cat "$tmp/upgrade2.log" >&2; die "upgrade to a package with a changed default config failed"; }
+check "changed default config: the edit is kept (--force-confold)" \
+  grep -q "^error_log = \"$LOGDIR/error.log\"" "$CONF"
+check "changed default config: the new default is in $CONF.dpkg-dist" \
+  grep -q '^# a changed default' "$CONF.dpkg-dist"
+
+# ---------------------------------------------------------------------------------------------
+step "apt-get purge leaves nothing but the service user"
+DEBIAN_FRONTEND=noninteractive timeout 300 apt-get purge -y -q -o DPkg::Lock::Timeout=120 "$PKG" \
+  </dev/null >"$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log" >&2; die "apt-get purge failed"; }
+grep -E '^(Removing|Purging)' "$tmp/purge.log" | sed 's/^/  | /' || true
+if pkg_present; then die "dpkg still knows $PKG after the purge"; fi
+ok "dpkg no longer knows $PKG"
+[ "$made_rundir" = 1 ] && rm -rf "$RUNDIR" && made_rundir=0
+snapshot >"$tmp/after.list"
+left=$(comm -13 "$tmp/before.list" "$tmp/after.list")
+if [ -n "$left" ]; then
+  echo "$left" | sed 's/^/  left: /' >&2
+  die "purge left files behind"
+fi
+ok "no file or directory of $PKG is left in /etc /usr /var /opt /srv /lib /run"
+check "the user $USER_NAME is kept (Debian does not remove system users)" sh -c "getent passwd $USER_NAME >/dev/null"
