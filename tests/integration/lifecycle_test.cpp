@@ -144,3 +144,15 @@ TEST(Lifecycle, ABindFailureExitsTwo) {
 
 }  // namespace
 }  // namespace prefork::testing
+
+namespace prefork::testing {
+namespace {
+
+TEST(Lifecycle, TheShippedDefaultConfigIsValid) {
+  const auto [code, out] =
+      run_binary(std::string("-t -c ") + PREFORK_SOURCE_DIR + "/etc/prefork-httpd.conf");
+  EXPECT_EQ(code, 0) << out;
+}
+
+}  // namespace
+}  // namespace prefork::testing
