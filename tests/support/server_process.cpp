@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -98,13 +99,23 @@ ServerProcess::ServerProcess(ServerOptions options) {
 }
 
 ServerProcess::~ServerProcess() {
+  // Every test ends with these checks: the master reaped all it started, and nothing it
+  // started outlives it.
+  if (!status_) {
+    // A child that exited a moment ago may not be reaped yet: give the master a moment.
+    const auto deadline = Clock::now() + 2s;
+    while (zombies_of(pid_) > 0 && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    EXPECT_EQ(zombies_of(pid_), 0U) << "unreaped children of the master";
+  }
   const auto workers = children();
   if (!status_) {
     ::kill(pid_, SIGKILL);
     wait_exit(5s);
   }
-  for (const pid_t w : workers) ::kill(w, SIGKILL);
-  for (const pid_t w : workers) wait_gone(w, 5s);
+  for (const pid_t w : workers) {
+    EXPECT_TRUE(wait_gone(w, 5s)) << "child " << w << " outlived the master";
+    ::kill(w, SIGKILL);
+  }
   reap_zombies();
 }
 
