@@ -19,6 +19,7 @@ struct ChildContext {
   ScoreboardSlot* slot = nullptr;  // null for per-connection children
   unsigned slot_index = 0;
   unsigned generation = 0;
+  const Scoreboard* scoreboard = nullptr;  // every slot and the header, read-only (status pages)
 };
 
 // A prefork worker: serves the listeners until asked to stop; returns the exit code.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <toml++/toml.h>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -87,6 +88,46 @@ std::vector<std::string> string_list(const toml::node& node, std::string_view ke
   return out;
 }
 
+std::string any_string(const toml::node& node, std::string_view key) {
+  const auto* text = node.as_string();
+  if (text == nullptr) fail(node, key, "a string");
+  return text->get();
+}
+
+// "" (switched off) or an absolute path such as "/healthz".
+std::string url_path(const toml::node& node, std::string_view key) {
+  std::string path = any_string(node, key);
+  if (!path.empty() && (path[0] != '/' || path.find_first_of(" ?#\t") != std::string::npos)) {
+    fail(node, key, "\"\" (off) or a path starting with '/' (no spaces, '?' or '#')");
+  }
+  return path;
+}
+
+std::vector<Cidr> cidr_list(const toml::node& node, std::string_view key) {
+  std::vector<Cidr> out;
+  const auto* array = node.as_array();
+  if (array == nullptr) fail(node, key, "an array of addresses or CIDR ranges");
+  for (const auto& item : *array) {
+    const auto* text = item.as_string();
+    auto range = text ? Cidr::parse(text->get()) : std::nullopt;
+    if (!range) fail(item, key, "an address or CIDR range such as \"10.0.0.0/8\" or \"::1/128\"");
+    out.push_back(*range);
+  }
+  return out;
+}
+
+// Octal permissions as a string ("0660"), the way chmod spells them.
+unsigned file_mode(const toml::node& node, std::string_view key) {
+  const auto* text = node.as_string();
+  unsigned mode = 0;
+  if (text != nullptr) {
+    const std::string& s = text->get();
+    const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), mode, 8);
+    if (!s.empty() && ec == std::errc{} && ptr == s.data() + s.size() && mode <= 0777) return mode;
+  }
+  fail(node, key, "octal permissions as a string, e.g. \"0660\"");
+}
+
 using Setter = std::function<void(const toml::node&, std::string_view, Config&)>;
 
 const std::vector<std::pair<std::string_view, Setter>>& setters() {
@@ -144,6 +185,19 @@ const std::vector<std::pair<std::string_view, Setter>>& setters() {
              integer_in(n, k, 0, std::numeric_limits<std::int64_t>::max()));
        }},
       {"error_log", [](auto& n, auto k, Config& c) { c.error_log = nonempty_string(n, k); }},
+      {"access_log", [](auto& n, auto k, Config& c) { c.access_log = nonempty_string(n, k); }},
+      {"access_log_format",
+       [](auto& n, auto k, Config& c) {
+         c.access_log_format = one_of(n, k, {"combined", "json"});
+       }},
+      {"healthz_path", [](auto& n, auto k, Config& c) { c.healthz_path = url_path(n, k); }},
+      {"status_path", [](auto& n, auto k, Config& c) { c.status_path = url_path(n, k); }},
+      {"metrics_path", [](auto& n, auto k, Config& c) { c.metrics_path = url_path(n, k); }},
+      {"status_allow", [](auto& n, auto k, Config& c) { c.status_allow = cidr_list(n, k); }},
+      {"user", [](auto& n, auto k, Config& c) { c.user = nonempty_string(n, k); }},
+      {"group", [](auto& n, auto k, Config& c) { c.group = any_string(n, k); }},
+      {"pidfile", [](auto& n, auto k, Config& c) { c.pidfile = any_string(n, k); }},
+      {"socket_mode", [](auto& n, auto k, Config& c) { c.socket_mode = file_mode(n, k); }},
       {"log_level",
        [](auto& n, auto k, Config& c) {
          c.log_level = one_of(n, k, {"trace", "debug", "info", "warn", "error", "critical"});

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cidr.hpp"
 #include "common/clock.hpp"
 
 namespace prefork::common {
@@ -48,6 +49,23 @@ struct Config {
   // Logging.
   std::string error_log = "stderr";
   std::string log_level = "info";
+  std::string access_log = "off";              // "off", "stderr" or a file path
+  std::string access_log_format = "combined";  // "combined" or "json"
+
+  // Internal endpoints ("" switches one off) and who may see status and metrics.
+  std::string healthz_path = "/healthz";
+  std::string status_path = "/server-status";
+  std::string metrics_path = "/metrics";
+  std::vector<Cidr> status_allow{*Cidr::parse("127.0.0.0/8"), *Cidr::parse("::1/128")};
+
+  // Privileges: when started as root, children run as this user ("root" is an explicit,
+  // logged opt-in) and group ("" = the user's primary group).
+  std::string user = "nobody";
+  std::string group;
+
+  // Files.
+  std::string pidfile;          // "" = none
+  unsigned socket_mode = 0660;  // permissions of unix-domain listening sockets
 
   // Resolved value of `workers` (auto -> CPUs).
   [[nodiscard]] unsigned worker_count() const;

@@ -20,14 +20,19 @@ const char* worker_state_name(WorkerState state) {
 }
 
 Scoreboard::Scoreboard(std::size_t slots) : size_(slots) {
-  void* memory = ::mmap(nullptr, slots * sizeof(ScoreboardSlot), PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* memory =
+      ::mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) throw SysError("mmap(scoreboard)");
-  slots_ = new (memory) ScoreboardSlot[slots];
+  header_ = new (memory) ScoreboardHeader;
+  slots_ = new (static_cast<char*>(memory) + sizeof(ScoreboardHeader)) ScoreboardSlot[slots];
 }
 
 Scoreboard::~Scoreboard() {
-  if (slots_ != nullptr) ::munmap(slots_, size_ * sizeof(ScoreboardSlot));
+  if (header_ != nullptr) ::munmap(header_, bytes());
+}
+
+std::size_t Scoreboard::bytes() const noexcept {
+  return sizeof(ScoreboardHeader) + size_ * sizeof(ScoreboardSlot);
 }
 
 }  // namespace prefork::common

@@ -15,13 +15,15 @@
 #include "common/log.hpp"
 #include "common/signals.hpp"
 #include "common/sys_error.hpp"
+#include "common/wait_status.hpp"
 #include "master/spawn.hpp"
 #include "master/systemd_notify.hpp"
-#include "master/wait_status.hpp"
 
 namespace prefork::master {
 namespace {
 
+using common::describe_wait_status;
+using common::is_fatal_exit;
 using common::monotonic_ms;
 
 constexpr Millis kMaintenanceInterval = 1'000;  // hung checks, recycling, backoff wake-ups
@@ -64,6 +66,10 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
   common::ignore_sigpipe();
   signal_fd_ = common::open_signalfd(master_signals());
   watch(signal_fd_.get(), EPOLLIN);
+  common::ScoreboardHeader& header = scoreboard_->header();
+  header.master_pid.store(::getpid());
+  header.master_started_ms.store(common::wall_ms());
+  header.generation.store(table_.generation());
 }
 
 Supervisor::~Supervisor() = default;
@@ -185,6 +191,7 @@ void Supervisor::reload() {
   config_ = std::move(next);
   if (config_.mode == common::Mode::kPrefork) {
     const unsigned gen = table_.begin_generation();
+    scoreboard_->header().generation.store(gen);
     table_.add_workers(config_.worker_count(), monotonic_ms());
     retire_pending_ = true;
     ready_notified_ = false;
@@ -322,8 +329,8 @@ void Supervisor::spawn_worker(std::size_t slot) {
   ChildSetup setup{"worker " + std::to_string(slot), &config_, [this] { drop_master_fds(); },
                    options_.fork};
   const pid_t pid = spawn_child(setup, [&] {
-    const common::ChildContext ctx{config_, listeners_, &board, static_cast<unsigned>(slot),
-                                   generation};
+    const common::ChildContext ctx{
+        config_, listeners_, &board, static_cast<unsigned>(slot), generation, scoreboard_.get()};
     return entries_.worker(ctx);
   });
   const Millis now = monotonic_ms();
@@ -435,8 +442,11 @@ void Supervisor::on_worker_exit(pid_t pid, int status) {
     spdlog::warn("reaped unknown child pid {} ({})", pid, how);
     return;
   }
-  scoreboard_->slot(out.slot).set_state(common::WorkerState::kEmpty);
-  scoreboard_->slot(out.slot).pid.store(0);
+  common::ScoreboardSlot& board = scoreboard_->slot(out.slot);
+  board.set_state(common::WorkerState::kEmpty);
+  board.pid.store(0);
+  board.last_exit_status.store(status);
+  board.restarts.store(table_.slot(out.slot).restarts);
   if (is_fatal_exit(status)) {
     spdlog::critical("worker {} (pid {}) {}: fatal error, not respawning; stopping the server",
                      out.slot, pid, how);
@@ -468,7 +478,7 @@ void Supervisor::serve_in_child(common::UniqueFd client, const std::string& clie
                    },
                    options_.fork};
   const pid_t pid = spawn_child(setup, [&] {
-    const common::ChildContext ctx{config_, {}, nullptr, 0, table_.generation()};
+    const common::ChildContext ctx{config_, {}, nullptr, 0, table_.generation(), scoreboard_.get()};
     return entries_.connection(ctx, std::move(client));
   });
   const Millis now = monotonic_ms();
@@ -484,12 +494,16 @@ void Supervisor::serve_in_child(common::UniqueFd client, const std::string& clie
     }
     pending_client_ = std::move(client);
     pending_client_ip_ = client_ip;
+    scoreboard_->header().fork_failures.fetch_add(1);
     return;
   }
   fork_backoff_ = 0;
   connection_children_.emplace(pid, ConnectionChild{client_ip});
   ++children_per_ip_[client_ip];
-  if (connection_children_.size() >= config_.max_children) ++cap_hits_;
+  common::ScoreboardHeader& header = scoreboard_->header();
+  header.live_children.store(static_cast<std::uint32_t>(connection_children_.size()));
+  header.children_forked.fetch_add(1);
+  if (connection_children_.size() >= config_.max_children) header.cap_hits.fetch_add(1);
 }
 
 void Supervisor::on_connection_child_exit(pid_t pid, int status) {
@@ -499,6 +513,8 @@ void Supervisor::on_connection_child_exit(pid_t pid, int status) {
     children_per_ip_.erase(count);
   }
   connection_children_.erase(it);
+  scoreboard_->header().live_children.store(
+      static_cast<std::uint32_t>(connection_children_.size()));
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     spdlog::warn("connection child pid {} {}", pid, describe_wait_status(status));
   }
@@ -529,6 +545,7 @@ void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
   if (phase_ != Phase::kServing) return;
   phase_ = Phase::kDraining;
   exit_code_ = exit_code;
+  scoreboard_->header().draining.store(true);
   stop_deadline_ = monotonic_ms() + config_.graceful_timeout;
   spdlog::info("{}: graceful stop; draining {} children (up to {} ms)", why,
                table_.live_count() + connection_children_.size(), config_.graceful_timeout);
@@ -542,6 +559,7 @@ void Supervisor::begin_fast_stop(int exit_code, const char* why) {
   if (phase_ == Phase::kFastStopping || phase_ == Phase::kDone) return;
   if (phase_ == Phase::kServing) exit_code_ = exit_code;
   phase_ = Phase::kFastStopping;
+  scoreboard_->header().draining.store(true);
   stop_deadline_ = monotonic_ms() + options_.fast_stop_timeout;
   spdlog::info("{}: fast stop", why);
   systemd_notify("STOPPING=1\nSTATUS=stopping");

@@ -115,7 +115,6 @@ class Supervisor {
   Millis fork_retry_at_ = 0;
   Millis fork_backoff_ = 0;
   common::RateLimiter fork_failure_log_{5'000};
-  std::uint64_t cap_hits_ = 0;
 
   Phase phase_ = Phase::kServing;
   Millis stop_deadline_ = 0;

@@ -82,3 +82,37 @@ TEST(Config, CommandLineErrorsSayWhereTheyCameFrom) {
 
 }  // namespace
 }  // namespace prefork::common
+
+namespace prefork::common {
+namespace {
+
+TEST(Config, ReadsTheOperationsKeys) {
+  const Config c = parse_config(R"(
+access_log = "/var/log/x/access.log"
+access_log_format = "json"
+healthz_path = ""
+status_allow = ["10.0.0.0/8", "::1"]
+socket_mode = "0600"
+user = "www-data"
+)",
+                                "t.conf");
+  EXPECT_EQ(c.access_log, "/var/log/x/access.log");
+  EXPECT_EQ(c.access_log_format, "json");
+  EXPECT_EQ(c.healthz_path, "");
+  EXPECT_EQ(c.status_path, "/server-status");
+  ASSERT_EQ(c.status_allow.size(), 2U);
+  EXPECT_EQ(c.status_allow[0].text(), "10.0.0.0/8");
+  EXPECT_EQ(c.socket_mode, 0600U);
+  EXPECT_EQ(c.user, "www-data");
+}
+
+TEST(Config, RejectsBadOperationsValues) {
+  EXPECT_EQ(error_of("status_allow = [\"10.0.0.0/99\"]"),
+            "/etc/test.conf:1: key 'status_allow': expected an address or CIDR range such as "
+            "\"10.0.0.0/8\" or \"::1/128\", got string '10.0.0.0/99'");
+  EXPECT_THAT(error_of("metrics_path = \"metrics\""), HasSubstr("a path starting with '/'"));
+  EXPECT_THAT(error_of("socket_mode = \"0999\""), HasSubstr("octal permissions"));
+}
+
+}  // namespace
+}  // namespace prefork::common

@@ -1,4 +1,4 @@
-#include "master/wait_status.hpp"
+#include "common/wait_status.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -7,7 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 
-namespace prefork::master {
+namespace prefork::common {
 namespace {
 
 // Real statuses from real children, so the description matches what waitpid reports.
@@ -45,4 +45,4 @@ TEST(WaitStatus, OnlyExitCodeTwoIsFatal) {
 }
 
 }  // namespace
-}  // namespace prefork::master
+}  // namespace prefork::common

@@ -1,11 +1,11 @@
-#include "master/wait_status.hpp"
+#include "common/wait_status.hpp"
 
 #include <sys/wait.h>
 
 #include "common/exit_codes.hpp"
 #include "common/signals.hpp"
 
-namespace prefork::master {
+namespace prefork::common {
 
 std::string describe_wait_status(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -20,7 +20,7 @@ std::string describe_wait_status(int status) {
 }
 
 bool is_fatal_exit(int status) {
-  return WIFEXITED(status) && WEXITSTATUS(status) == common::kExitConfig;
+  return WIFEXITED(status) && WEXITSTATUS(status) == kExitConfig;
 }
 
-}  // namespace prefork::master
+}  // namespace prefork::common
