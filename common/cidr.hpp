@@ -28,7 +28,7 @@ class Cidr {
   std::string text_;
 };
 
-// True when some range in `list` contains `addr`.
+// True when some range in `list` contains `addr`; a unix-domain peer (same host) always is.
 bool any_contains(const std::vector<Cidr>& list, const sockaddr* addr);
 
 }  // namespace prefork::common

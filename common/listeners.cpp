@@ -1,11 +1,17 @@
 #include "common/listeners.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 
 #include "common/config.hpp"
@@ -93,14 +99,115 @@ Listener bind_one(const std::string& spec, const ParsedAddress& addr, int backlo
   sockaddr_storage actual{};
   socklen_t actual_len = sizeof actual;
   ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&actual), &actual_len);
-  return Listener{std::move(fd), spec,
-                  format_address(reinterpret_cast<sockaddr*>(&actual), actual_len)};
+  return Listener{
+      std::move(fd), spec, format_address(reinterpret_cast<sockaddr*>(&actual), actual_len), {}};
+}
+
+constexpr std::string_view kUnixPrefix = "unix:";
+
+bool is_unix_spec(const std::string& spec) {
+  return spec.starts_with(kUnixPrefix);
+}
+
+sockaddr_un unix_address(const std::string& spec) {
+  const std::string path = spec.substr(kUnixPrefix.size());
+  sockaddr_un addr{};
+  if (path.empty() || path[0] != '/') bad_spec(spec, "expected unix:/absolute/path");
+  if (path.size() >= sizeof addr.sun_path) bad_spec(spec, "the socket path is too long");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  return addr;
+}
+
+// A socket file left by a previous run is replaced only when nothing answers on it; a live
+// server's socket, or a file that is not a socket, is never removed.
+void remove_stale_socket(const std::string& spec, const sockaddr_un& addr) {
+  struct stat st {};
+  if (::lstat(addr.sun_path, &st) != 0) return;
+  if (!S_ISSOCK(st.st_mode)) bad_spec(spec, "the path exists and is not a socket");
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) throw SysError("socket(" + spec + ")");
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+    throw SysError("bind(" + spec + "): another process answers on it", EADDRINUSE);
+  }
+  if (errno != ECONNREFUSED) throw SysError("connect(" + spec + ") to check for a stale socket");
+  if (::unlink(addr.sun_path) != 0) throw SysError("unlink(" + spec + ")");
+}
+
+Listener bind_unix(const std::string& spec, int backlog, unsigned mode) {
+  const sockaddr_un addr = unix_address(spec);
+  remove_stale_socket(spec, addr);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) throw SysError("socket(" + spec + ")");
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    throw SysError("bind(" + spec + ")");
+  }
+  OwnedSocketPath owned(addr.sun_path);
+  if (::chmod(addr.sun_path, static_cast<mode_t>(mode)) != 0) throw SysError("chmod(" + spec + ")");
+  if (::listen(fd.get(), backlog) != 0) throw SysError("listen(" + spec + ")");
+  return Listener{std::move(fd), spec, spec, std::move(owned)};
 }
 
 }  // namespace
 
+OwnedSocketPath::OwnedSocketPath(std::string path) : path_(std::move(path)), owner_(::getpid()) {}
+
+OwnedSocketPath::OwnedSocketPath(OwnedSocketPath&& other) noexcept
+    : path_(std::exchange(other.path_, {})), owner_(other.owner_) {}
+
+OwnedSocketPath& OwnedSocketPath::operator=(OwnedSocketPath&& other) noexcept {
+  if (this != &other) {
+    remove();
+    path_ = std::exchange(other.path_, {});
+    owner_ = other.owner_;
+  }
+  return *this;
+}
+
+OwnedSocketPath::~OwnedSocketPath() {
+  remove();
+}
+
+void OwnedSocketPath::remove() noexcept {
+  if (!path_.empty() && ::getpid() == owner_) ::unlink(path_.c_str());
+  path_.clear();
+}
+
+std::vector<Listener> listeners_from_systemd() {
+  std::vector<Listener> out;
+  const char* pid_text = std::getenv("LISTEN_PID");
+  const char* fds_text = std::getenv("LISTEN_FDS");
+  if (pid_text == nullptr || fds_text == nullptr || std::atol(pid_text) != ::getpid()) return out;
+  const int count = std::atoi(fds_text);
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  constexpr int kFirstFd = 3;  // SD_LISTEN_FDS_START
+  for (int fd = kFirstFd; fd < kFirstFd + count; ++fd) {
+    UniqueFd owned(fd);
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) {
+      throw SysError("socket activation: fd " + std::to_string(fd) + " is not a listening socket",
+                     ENOTSOCK);
+    }
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len);
+    const std::string bound = format_address(reinterpret_cast<sockaddr*>(&addr), addr_len);
+    out.push_back(Listener{std::move(owned), "systemd:" + bound, bound, {}});
+  }
+  return out;
+}
+
 void validate_listen_spec(const std::string& spec) {
-  parse_spec(spec);
+  if (is_unix_spec(spec)) {
+    unix_address(spec);
+  } else {
+    parse_spec(spec);
+  }
 }
 
 std::string format_address(const sockaddr* addr, socklen_t len) {
@@ -109,6 +216,10 @@ std::string format_address(const sockaddr* addr, socklen_t len) {
     const auto* v4 = reinterpret_cast<const sockaddr_in*>(addr);
     ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
     return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+  }
+  if (addr->sa_family == AF_UNIX) {
+    const auto* un = reinterpret_cast<const sockaddr_un*>(addr);
+    return "unix:" + std::string(un->sun_path, ::strnlen(un->sun_path, sizeof un->sun_path));
   }
   if (addr->sa_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
     const auto* v6 = reinterpret_cast<const sockaddr_in6*>(addr);
@@ -130,6 +241,10 @@ std::vector<Listener> open_listeners(const std::vector<std::string>& specs,
   const int backlog = std::min(options.backlog, somaxconn(options.backlog));
   std::vector<Listener> out;
   for (const auto& spec : specs) {
+    if (is_unix_spec(spec)) {
+      out.push_back(bind_unix(spec, backlog, options.socket_mode));
+      continue;
+    }
     ParsedAddress addr = parse_spec(spec);
     try {
       out.push_back(bind_one(spec, addr, backlog, options.defer_accept_s));

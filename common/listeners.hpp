@@ -1,5 +1,6 @@
 // Listening sockets (opened by the master before any fork; inherited by children).
-// Addresses are numeric: "[::]:8888", "0.0.0.0:80", "127.0.0.1:0" (ephemeral), or "8888".
+// Addresses are numeric: "[::]:8888", "0.0.0.0:80", "127.0.0.1:0" (ephemeral), "8888", or a
+// unix-domain socket "unix:/run/prefork-httpd/http.sock"; or handed over by systemd.
 #pragma once
 
 #include <sys/socket.h>
@@ -11,16 +12,42 @@
 
 namespace prefork::common {
 
+// The file of a unix-domain socket the master created: removed when the master closes the
+// listener (at exit or when a reload drops it). A child destroying its copy leaves it alone,
+// and a socket systemd passed us is never owned, so never removed.
+class OwnedSocketPath {
+ public:
+  OwnedSocketPath() = default;
+  explicit OwnedSocketPath(std::string path);
+  OwnedSocketPath(OwnedSocketPath&& other) noexcept;
+  OwnedSocketPath& operator=(OwnedSocketPath&& other) noexcept;
+  OwnedSocketPath(const OwnedSocketPath&) = delete;
+  OwnedSocketPath& operator=(const OwnedSocketPath&) = delete;
+  ~OwnedSocketPath();
+
+ private:
+  void remove() noexcept;
+  std::string path_;
+  pid_t owner_ = 0;
+};
+
 struct Listener {
   UniqueFd fd;
-  std::string spec;   // as configured
-  std::string bound;  // the address actually bound, with the real port ("127.0.0.1:41234")
+  std::string spec;      // as configured ("systemd:<address>" for an inherited socket)
+  std::string bound;     // the address actually bound, with the real port ("127.0.0.1:41234")
+  OwnedSocketPath path;  // unix-domain sockets we created (destroyed first: unlink, then close)
 };
 
 struct ListenOptions {
-  int backlog = 4096;       // capped by net.core.somaxconn
-  int defer_accept_s = 10;  // TCP_DEFER_ACCEPT: wake a worker only once data has arrived
+  int backlog = 4096;           // capped by net.core.somaxconn
+  int defer_accept_s = 10;      // TCP_DEFER_ACCEPT: wake a worker only once data has arrived
+  unsigned socket_mode = 0660;  // permissions of unix-domain socket files
 };
+
+// Sockets passed by systemd socket activation (LISTEN_PID is us, LISTEN_FDS counts them from
+// fd 3); empty when not socket-activated. Clears the variables so children do not see them.
+// Throws SysError when a passed descriptor is not a listening stream socket.
+std::vector<Listener> listeners_from_systemd();
 
 // Binds every spec; throws ConfigError for a malformed address, SysError for a failed call.
 // "[::]:PORT" falls back to "0.0.0.0:PORT" where the kernel has no IPv6.

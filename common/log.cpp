@@ -42,7 +42,15 @@ void reopen_logging() {
   const LogSettings settings = current();
   if (settings.error_log == "stderr") return;
   flush_logging();
-  init_logging(settings.tag, settings.error_log, settings.level);
+  auto previous = spdlog::default_logger();
+  try {
+    init_logging(settings.tag, settings.error_log, settings.level);
+  } catch (const std::exception& err) {
+    // Keep writing to the old file rather than losing the process over its log.
+    spdlog::set_default_logger(std::move(previous));
+    spdlog::error("cannot reopen {}: {}; still writing to the previous file", settings.error_log,
+                  err.what());
+  }
 }
 
 void flush_logging() noexcept {

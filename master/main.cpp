@@ -2,17 +2,22 @@
 // and listeners, and hands the worker's entry functions to the supervisor. The only file that
 // knows both master/ and worker/.
 #include <cstdio>
+#include <optional>
 #include <variant>
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "common/command_line.hpp"
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
 #include "common/listeners.hpp"
 #include "common/log.hpp"
+#include "common/resource_limits.hpp"
 #include "common/sys_error.hpp"
 #include "common/version.hpp"
+#include "master/pidfile.hpp"
+#include "master/privileges.hpp"
 #include "master/supervisor.hpp"
 #include "worker/worker.hpp"
 
@@ -24,6 +29,16 @@ using namespace prefork;
 common::Config load_checked(const common::CommandLine& cli) {
   common::Config config = common::load_config(cli.config_path, cli.overrides);
   for (const auto& spec : config.listen) common::validate_listen_spec(spec);
+  // An unknown user or group is a configuration error (exit 2; a reload keeps the old config).
+  const auto credentials = master::resolve_child_credentials(config, ::geteuid() == 0);
+  const auto& running = master::child_credentials();
+  if (!running.user.empty() &&
+      (credentials.user != running.user || credentials.group != running.group)) {
+    spdlog::warn(
+        "user/group changed to \"{}\"/\"{}\": applies after a restart; children keep "
+        "running as \"{}\"/\"{}\"",
+        credentials.user, credentials.group, running.user, running.group);
+  }
   return config;
 }
 
@@ -63,18 +78,45 @@ int main(int argc, char** argv) {
   }
 
   std::vector<common::Listener> listeners;
+  std::vector<std::string> activated;  // socket activation: systemd's sockets replace `listen`
+  std::optional<master::Pidfile> pidfile;
   try {
-    listeners = common::open_listeners(config.listen);
+    listeners = common::listeners_from_systemd();
+    for (const auto& l : listeners) activated.push_back(l.spec);
+    if (listeners.empty()) {
+      listeners = common::open_listeners(config.listen, {.socket_mode = config.socket_mode});
+    } else {
+      spdlog::info("socket activation: using {} socket(s) from systemd; 'listen' is ignored",
+                   listeners.size());
+      config.listen = activated;
+    }
+    pidfile.emplace(config.pidfile);
   } catch (const std::exception& err) {
-    spdlog::critical("cannot listen: {}", err.what());
+    spdlog::critical("cannot start: {}", err.what());
     return common::kExitConfig;
   }
   log_startup(config, listeners);
+  // Children inherit both: descriptors for max_connections / max_children, and who they run as.
+  try {
+    common::ensure_nofile_limit(config, listeners.size());
+  } catch (const std::exception& err) {
+    spdlog::warn("cannot adjust RLIMIT_NOFILE: {}", err.what());
+  }
+  {
+    const bool as_root = ::geteuid() == 0;
+    auto credentials = master::resolve_child_credentials(config, as_root);  // checked above
+    master::log_child_credentials(credentials, as_root);
+    master::prepare_log_files_for_children(config, credentials);
+    master::set_child_credentials(std::move(credentials));
+  }
 
   try {
     master::Supervisor supervisor(config, std::move(listeners),
-                                  {worker::run, worker::serve_connection},
-                                  [cli] { return load_checked(cli); });
+                                  {worker::run, worker::serve_connection}, [cli, activated] {
+                                    common::Config next = load_checked(cli);
+                                    if (!activated.empty()) next.listen = activated;
+                                    return next;
+                                  });
     return supervisor.run();
   } catch (const std::exception& err) {
     spdlog::critical("master failed: {}", err.what());

@@ -8,6 +8,7 @@
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
+#include "master/privileges.hpp"
 
 namespace prefork::master {
 namespace {
@@ -23,6 +24,8 @@ namespace {
   try {
     if (setup.drop_master_fds) setup.drop_master_fds();
     common::init_logging(setup.log_tag, setup.config->error_log, setup.config->log_level);
+    // After the logger (its file may be root's), before any request is read.
+    drop_privileges_in_child(master_pid);
     code = body();
   } catch (const std::exception& err) {
     spdlog::critical("{} failed: {}", setup.log_tag, err.what());

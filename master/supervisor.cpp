@@ -16,6 +16,7 @@
 #include "common/signals.hpp"
 #include "common/sys_error.hpp"
 #include "common/wait_status.hpp"
+#include "master/privileges.hpp"
 #include "master/spawn.hpp"
 #include "master/systemd_notify.hpp"
 
@@ -179,7 +180,8 @@ void Supervisor::reload() {
     // New addresses are bound before anything changes, so a bind failure changes nothing.
     for (const auto& spec : next.listen) {
       if (!find_listener(spec)) {
-        added.push_back(std::move(common::open_listeners({spec}).front()));
+        added.push_back(
+            std::move(common::open_listeners({spec}, {.socket_mode = next.socket_mode}).front()));
       }
     }
   } catch (const std::exception& err) {
@@ -236,6 +238,8 @@ void Supervisor::apply_listeners(const std::vector<std::string>& specs,
 void Supervisor::reopen_logs() {
   reopen_requested_ = false;
   common::reopen_logging();
+  // The new files must belong to the children's user before they reopen them.
+  prepare_log_files_for_children(config_, child_credentials());
   spdlog::info("SIGUSR1: log files reopened; asking children to reopen theirs");
   signal_all_children(common::kSignalReopen);
 }

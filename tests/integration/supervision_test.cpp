@@ -250,6 +250,9 @@ TEST(Supervision, ReloadAddsAndRemovesListenersAndKeepsTheUnchangedOnes) {
 
 TEST(Supervision, Usr1ReopensTheLogInTheMasterAndEveryWorker) {
   TempDir logs;
+  // Workers may run as another user (privilege drop when the test runs as root): they must be
+  // able to reach the directory to reopen the file the master hands them.
+  std::filesystem::permissions(logs.path(), std::filesystem::perms(0755));
   const std::string path = logs.path() + "/error.log";
   ServerProcess server(
       {.args = {"--workers", "2", "--set", "error_log=\"" + path + "\""}, .wait_ready = false});

@@ -39,10 +39,12 @@ class TempDir {
 std::string read_file(const std::string& path);
 
 struct ServerOptions {
-  std::vector<std::string> args;  // besides --listen and the log redirection
-  std::string config;             // TOML text; written to a file and passed with -c
+  std::vector<std::string> args;       // besides --listen and the log redirection
+  std::string config;                  // TOML text; written to a file and passed with -c
   std::string listen = "127.0.0.1:0";  // empty: no --listen (the config decides)
-  bool wait_ready = true;  // wait for the "ready:" log line
+  bool wait_ready = true;              // wait for the "ready:" log line
+  std::vector<std::string> env;        // extra NAME=VALUE environment entries
+  std::vector<std::string> wrapper;    // a command that runs the binary (systemd-socket-activate)
 };
 
 class ServerProcess {
@@ -107,6 +109,8 @@ struct Response {
 class Client {
  public:
   explicit Client(std::uint16_t port, const std::string& host = "127.0.0.1");
+  // A client of a unix-domain socket.
+  static Client unix_socket(const std::string& path);
   void send(const std::string& bytes) const;
   void shutdown_write() const;
   // Reads one response (HEAD: no body). Throws std::runtime_error on timeout/EOF/garbage.
@@ -118,6 +122,7 @@ class Client {
   [[nodiscard]] int fd() const { return fd_.get(); }
 
  private:
+  explicit Client(common::UniqueFd fd) : fd_(std::move(fd)) {}
   bool fill(Duration timeout);
   common::UniqueFd fd_;
   std::string buffer_;

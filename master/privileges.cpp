@@ -1,0 +1,173 @@
+#include "master/privileges.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "common/sys_error.hpp"
+
+namespace prefork::master {
+namespace {
+
+ChildCredentials& installed() {
+  static ChildCredentials credentials;
+  return credentials;
+}
+
+// getpw*_r / getgr*_r want a caller buffer; grow it on ERANGE.
+template <typename Entry, typename Lookup>
+bool lookup(Lookup&& call, Entry& entry, std::vector<char>& buffer, int& err) {
+  buffer.resize(1024);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    Entry* result = nullptr;
+    err = call(&entry, buffer.data(), buffer.size(), &result);
+    if (err == ERANGE) {
+      buffer.resize(buffer.size() * 4);
+      continue;
+    }
+    return err == 0 && result != nullptr;
+  }
+  return false;
+}
+
+[[noreturn]] void unknown(const common::Config& config, const char* key, const std::string& name,
+                          const char* what, int err) {
+  throw common::ConfigError(config.source + ": key '" + key + "': no such " + what + " \"" + name +
+                            "\" on this system" +
+                            (err != 0 ? " (" + common::errno_text(err) + ")" : std::string()));
+}
+
+}  // namespace
+
+ChildCredentials resolve_child_credentials(const common::Config& config, bool as_root) {
+  ChildCredentials c;
+  c.user = config.user;
+  c.group = config.group;
+  if (!as_root) return c;
+  if (config.user.empty()) {
+    throw common::ConfigError(config.source + ": key 'user': expected a user name");
+  }
+
+  passwd pw{};
+  std::vector<char> pw_buffer;
+  int err = 0;
+  if (!lookup(
+          [&](passwd* e, char* b, std::size_t n, passwd** r) {
+            return ::getpwnam_r(config.user.c_str(), e, b, n, r);
+          },
+          pw, pw_buffer, err)) {
+    unknown(config, "user", config.user, "user", err);
+  }
+  c.uid = pw.pw_uid;
+  c.gid = pw.pw_gid;
+  if (!config.group.empty()) {
+    group gr{};
+    std::vector<char> gr_buffer;
+    if (!lookup(
+            [&](group* e, char* b, std::size_t n, group** r) {
+              return ::getgrnam_r(config.group.c_str(), e, b, n, r);
+            },
+            gr, gr_buffer, err)) {
+      unknown(config, "group", config.group, "group", err);
+    }
+    c.gid = gr.gr_gid;
+  }
+  if (c.uid == 0) {  // "root", or another name for uid 0: the explicit opt-in
+    c.root_opt_in = true;
+    return c;
+  }
+  // What initgroups(user, gid) would set, resolved here so the child needs no NSS lookup.
+  int count = 32;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    c.groups.resize(static_cast<std::size_t>(count));
+    const int want = count;
+    if (::getgrouplist(pw.pw_name, c.gid, c.groups.data(), &count) >= 0) {
+      c.groups.resize(static_cast<std::size_t>(count));
+      break;
+    }
+    if (count <= want) count = want * 2;
+  }
+  c.drop = true;
+  return c;
+}
+
+void log_child_credentials(const ChildCredentials& c, bool as_root) {
+  if (!as_root) {
+    spdlog::debug("not started as root: children keep uid {} (user/group not applied)",
+                  ::getuid());
+  } else if (c.root_opt_in) {
+    spdlog::warn("user = \"{}\": children run as root (explicit opt-in); any flaw in request "
+                 "handling runs with full privileges",
+                 c.user);
+  } else if (c.drop) {
+    spdlog::info("children run as user {} (uid {}), group {} (gid {})", c.user, c.uid,
+                 c.group.empty() ? "<primary>" : c.group, c.gid);
+  }
+}
+
+void prepare_log_files_for_children(const common::Config& config, const ChildCredentials& c) {
+  if (!c.drop) return;
+  for (const std::string* path : {&config.error_log, &config.access_log}) {
+    if (path->empty() || path->front() != '/') continue;  // "stderr", "off"
+    const int fd = ::open(path->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
+                                             O_NOFOLLOW, 0640);
+    if (fd < 0 || ::fchown(fd, c.uid, c.gid) != 0) {
+      spdlog::warn("cannot hand log file {} to user {}: {}; children may fail to reopen it",
+                   *path, c.user, common::errno_text(errno));
+    }
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void set_child_credentials(ChildCredentials credentials) {
+  installed() = std::move(credentials);
+}
+
+const ChildCredentials& child_credentials() {
+  return installed();
+}
+
+void apply_credentials(const ChildCredentials& c) {
+  if (!c.drop) return;
+  // Order matters: groups first (needs root), then the gid, then the uid, after which nothing
+  // privileged is possible any more.
+  if (::setgroups(c.groups.size(), c.groups.data()) != 0) throw common::SysError("setgroups");
+  if (::setresgid(c.gid, c.gid, c.gid) != 0) throw common::SysError("setresgid");
+  if (::setresuid(c.uid, c.uid, c.uid) != 0) throw common::SysError("setresuid");
+
+  uid_t ruid = 0, euid = 0, suid = 0;
+  gid_t rgid = 0, egid = 0, sgid = 0;
+  if (::getresuid(&ruid, &euid, &suid) != 0 || ::getresgid(&rgid, &egid, &sgid) != 0 ||
+      ruid != c.uid || euid != c.uid || suid != c.uid || rgid != c.gid || egid != c.gid ||
+      sgid != c.gid) {
+    throw common::SysError("privilege drop: ids not as planned", EPERM);
+  }
+  // Root must be out of reach now: these must all fail.
+  if (::setuid(0) == 0 || ::seteuid(0) == 0 || ::setgid(0) == 0 || ::setegid(0) == 0) {
+    throw common::SysError("privilege drop: root could be regained", EPERM);
+  }
+  // The kernel already made us non-dumpable when the ids changed (unless fs.suid_dumpable says
+  // otherwise); say so explicitly: no ptrace and no /proc/<pid>/{mem,fd,environ} for other
+  // processes of this user (e.g. other daemons running as nobody), which could otherwise take
+  // our listening sockets.
+  if (::prctl(PR_SET_DUMPABLE, 0) != 0) throw common::SysError("prctl(PR_SET_DUMPABLE)");
+}
+
+void drop_privileges_in_child(pid_t master_pid) {
+  const ChildCredentials& c = installed();
+  if (!c.drop) return;
+  apply_credentials(c);
+  // Changing credentials cleared the parent-death signal: arm it again, and check the master
+  // did not die in between.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw common::SysError("prctl(PR_SET_PDEATHSIG)");
+  if (::getppid() != master_pid) throw common::SysError("privilege drop: master gone", ESRCH);
+}
+
+}  // namespace prefork::master
