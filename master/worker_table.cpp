@@ -103,10 +103,11 @@ ExitOutcome WorkerTable::on_exit(pid_t pid, const std::string& how, Millis now) 
   return out;
 }
 
-std::vector<pid_t> WorkerTable::retire_old_generations(Millis now) {
+std::vector<pid_t> WorkerTable::drain_where(const std::function<bool(const Slot&)>& selected,
+                                            Millis now) {
   std::vector<pid_t> pids;
   for (Slot& s : slots_) {
-    if (s.generation == generation_) continue;
+    if (!selected(s)) continue;
     if (s.state == SlotState::kWaiting) s.state = SlotState::kFree;
     if (s.state != SlotState::kRunning) continue;
     s.state = SlotState::kDraining;
@@ -114,6 +115,10 @@ std::vector<pid_t> WorkerTable::retire_old_generations(Millis now) {
     pids.push_back(s.pid);
   }
   return pids;
+}
+
+std::vector<pid_t> WorkerTable::retire_old_generations(Millis now) {
+  return drain_where([this](const Slot& s) { return s.generation != generation_; }, now);
 }
 
 std::optional<pid_t> WorkerTable::retire_one(Millis now) {
@@ -134,15 +139,7 @@ std::optional<pid_t> WorkerTable::retire_one(Millis now) {
 }
 
 std::vector<pid_t> WorkerTable::drain_all(Millis now) {
-  std::vector<pid_t> pids;
-  for (Slot& s : slots_) {
-    if (s.state == SlotState::kWaiting) s.state = SlotState::kFree;
-    if (s.state != SlotState::kRunning) continue;
-    s.state = SlotState::kDraining;
-    s.signalled_at = now;
-    pids.push_back(s.pid);
-  }
-  return pids;
+  return drain_where([](const Slot&) { return true; }, now);
 }
 
 void WorkerTable::mark_terminating(std::size_t index, Millis now) {

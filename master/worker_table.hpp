@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -110,6 +111,9 @@ class WorkerTable {
 
  private:
   std::optional<std::size_t> find(pid_t pid) const;
+  // Running workers of the selected slots become draining (pids returned, each once);
+  // pending respawns among them are cancelled.
+  std::vector<pid_t> drain_where(const std::function<bool(const Slot&)>& selected, Millis now);
   std::optional<std::size_t> claim_free(Millis now);
 
   std::vector<Slot> slots_;

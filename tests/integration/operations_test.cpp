@@ -22,10 +22,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
 
-int exit_code(std::optional<int> status) {
-  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-}
-
 // Stands in for systemd's NOTIFY_SOCKET: a datagram socket that collects what the server says.
 class NotifyReceiver {
  public:

@@ -18,10 +18,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using Clock = std::chrono::steady_clock;
 
-int exit_code(std::optional<int> status) {
-  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-}
-
 // A bounded client load: new connections and keep-alive requests alternately, until stopped or
 // until its request/time budget runs out. Counts every request and every failure.
 class Load {

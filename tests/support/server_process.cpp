@@ -201,6 +201,10 @@ std::vector<std::string> ServerProcess::unexpected_errors(
   return out;
 }
 
+int exit_code(std::optional<int> status) {
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
 std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> out;
   DIR* proc = ::opendir("/proc");
@@ -233,6 +237,13 @@ char process_state(pid_t pid, pid_t* ppid) {
   return state;
 }
 
+std::uint16_t peer_port(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  ::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return ntohs(addr.sin_port);
+}
+
 std::uint16_t local_port(int fd) {
   sockaddr_in addr{};
   socklen_t len = sizeof addr;
@@ -257,8 +268,10 @@ std::size_t zombies_of(pid_t parent) {
 
 pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd) {
   // /proc/net/tcp: "sl local_address rem_address st ... inode"; ports in hex. The server side
-  // of our connection is the row whose remote port is our local port.
+  // of our connection is the established row from the server's port to our local port (the
+  // local port alone is not unique: the kernel reuses it towards other destinations).
   const std::uint16_t client_port = local_port(client_fd);
+  const std::uint16_t server_port = peer_port(client_fd);
   std::ifstream table("/proc/net/tcp");
   std::string line;
   std::getline(table, line);
@@ -271,7 +284,7 @@ pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd) {
         static_cast<std::uint16_t>(std::stoul(remote.substr(remote.find(':') + 1), nullptr, 16));
     const auto lport =
         static_cast<std::uint16_t>(std::stoul(local.substr(local.find(':') + 1), nullptr, 16));
-    if (rport == client_port && lport != client_port && st == "01") inode = ino;  // ESTABLISHED
+    if (rport == client_port && lport == server_port && st == "01") inode = ino;  // ESTABLISHED
   }
   if (inode.empty()) return 0;
   const std::string target = "socket:[" + inode + "]";

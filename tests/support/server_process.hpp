@@ -84,6 +84,9 @@ class ServerProcess {
   std::optional<int> status_;
 };
 
+// The exit code of a wait status, or -1 when there is none or the process was killed.
+int exit_code(std::optional<int> status);
+
 // All processes whose parent is `parent` (from /proc/*/stat).
 std::vector<pid_t> children_of(pid_t parent);
 // Children of `parent` that have exited but were not reaped yet.
