@@ -57,6 +57,12 @@ Millis seconds(const toml::node& node, std::string_view key) {
   return static_cast<Millis>(*value * 1000.0);
 }
 
+Millis seconds_or_zero(const toml::node& node, std::string_view key) {
+  const auto value = node.value<double>();
+  if (value && *value == 0.0 && (node.is_integer() || node.is_floating_point())) return 0;
+  return seconds(node, key);
+}
+
 std::string one_of(const toml::node& node, std::string_view key,
                    std::initializer_list<std::string_view> allowed) {
   std::string expected = "one of";
@@ -160,6 +166,7 @@ const std::vector<std::pair<std::string_view, Setter>>& setters() {
              integer_in(n, k, 0, std::numeric_limits<std::int64_t>::max()));
        }},
       {"graceful_timeout", [](auto& n, auto k, Config& c) { c.graceful_timeout = seconds(n, k); }},
+      {"drain_delay", [](auto& n, auto k, Config& c) { c.drain_delay = seconds_or_zero(n, k); }},
       {"worker_timeout", [](auto& n, auto k, Config& c) { c.worker_timeout = seconds(n, k); }},
       {"header_timeout", [](auto& n, auto k, Config& c) { c.header_timeout = seconds(n, k); }},
       {"body_timeout", [](auto& n, auto k, Config& c) { c.body_timeout = seconds(n, k); }},

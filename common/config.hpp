@@ -30,6 +30,7 @@ struct Config {
   unsigned max_children_per_ip = 0;  // 0 = no per-client cap
   std::uint64_t max_requests = 0;    // recycle a worker after this many requests; 0 = never
   Millis graceful_timeout = 30'000;
+  Millis drain_delay = 0;  // on TERM, keep serving with /healthz 503 this long first
   Millis worker_timeout = 30'000;
 
   // Per-connection timeouts (worker).

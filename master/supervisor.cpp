@@ -86,7 +86,7 @@ int Supervisor::run() {
     wait_for_events();
     drain_signals();
     reap_children();
-    if (phase_ != Phase::kServing) {
+    if (!serving()) {
       progress_stop();
       continue;
     }
@@ -95,6 +95,9 @@ int Supervisor::run() {
     resize_pool();
     maintain_pool();
     accept_connections();
+    if (phase_ == Phase::kAnnouncing && monotonic_ms() >= drain_at_) {
+      start_draining("drain_delay over");
+    }
   }
   systemd_notify("STATUS=stopped");
   return exit_code_;
@@ -522,11 +525,11 @@ void Supervisor::on_connection_child_exit(pid_t pid, int status) {
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     spdlog::warn("connection child pid {} {}", pid, describe_wait_status(status));
   }
-  if (phase_ == Phase::kServing) update_accept_interest();
+  if (serving()) update_accept_interest();
 }
 
 void Supervisor::update_accept_interest() {
-  set_accept_interest(phase_ == Phase::kServing && config_.mode == common::Mode::kPerConnection &&
+  set_accept_interest(serving() && config_.mode == common::Mode::kPerConnection &&
                       below_child_cap() && !pending_client_);
 }
 
@@ -546,14 +549,31 @@ void Supervisor::set_accept_interest(bool want) {
 // ---- stopping ---------------------------------------------------------------------------------
 
 void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
+  if (phase_ == Phase::kAnnouncing) {
+    start_draining(why);  // asked twice: no more waiting
+    return;
+  }
   if (phase_ != Phase::kServing) return;
-  phase_ = Phase::kDraining;
   exit_code_ = exit_code;
-  scoreboard_->header().draining.store(true);
+  scoreboard_->header().draining.store(true);  // /healthz answers 503 from now on
+  systemd_notify("STOPPING=1\nSTATUS=draining");
+  if (config_.drain_delay > 0 && exit_code == common::kExitOk) {
+    phase_ = Phase::kAnnouncing;
+    drain_at_ = monotonic_ms() + config_.drain_delay;
+    spdlog::info(
+        "{}: graceful stop; /healthz answers 503 for {} ms (drain_delay) before the "
+        "listeners close",
+        why, config_.drain_delay);
+    return;
+  }
+  start_draining(why);
+}
+
+void Supervisor::start_draining(const char* why) {
+  phase_ = Phase::kDraining;
   stop_deadline_ = monotonic_ms() + config_.graceful_timeout;
   spdlog::info("{}: graceful stop; draining {} children (up to {} ms)", why,
                table_.live_count() + connection_children_.size(), config_.graceful_timeout);
-  systemd_notify("STOPPING=1\nSTATUS=draining");
   close_listeners();
   for (const pid_t pid : table_.drain_all(monotonic_ms())) send_signal(pid, common::kSignalDrain);
   for (const auto& [pid, child] : connection_children_) send_signal(pid, common::kSignalDrain);
@@ -561,7 +581,7 @@ void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
 
 void Supervisor::begin_fast_stop(int exit_code, const char* why) {
   if (phase_ == Phase::kFastStopping || phase_ == Phase::kDone) return;
-  if (phase_ == Phase::kServing) exit_code_ = exit_code;
+  if (serving()) exit_code_ = exit_code;
   phase_ = Phase::kFastStopping;
   scoreboard_->header().draining.store(true);
   stop_deadline_ = monotonic_ms() + options_.fast_stop_timeout;
@@ -616,7 +636,8 @@ void Supervisor::notify_ready_once() {
 
 Millis Supervisor::next_wakeup(Millis now) const {
   Millis next = now + kMaintenanceInterval;
-  if (phase_ != Phase::kServing) return std::min(next, stop_deadline_);
+  if (!serving()) return std::min(next, stop_deadline_);
+  if (phase_ == Phase::kAnnouncing) next = std::min(next, drain_at_);
   for (std::size_t i = 0; i < table_.capacity(); ++i) {
     const Slot& s = table_.slot(i);
     if (s.state == SlotState::kWaiting) next = std::min(next, s.respawn_at);

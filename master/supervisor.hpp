@@ -49,7 +49,9 @@ class Supervisor {
   int run();
 
  private:
-  enum class Phase { kServing, kDraining, kFastStopping, kDone };
+  // kAnnouncing: still serving, but /healthz answers 503 (drain_delay) so load balancers move
+  // traffic away before the listeners close.
+  enum class Phase { kServing, kAnnouncing, kDraining, kFastStopping, kDone };
   struct ConnectionChild {
     std::string client_ip;
   };
@@ -86,6 +88,10 @@ class Supervisor {
 
   // Stopping.
   void begin_graceful_stop(int exit_code, const char* why);
+  void start_draining(const char* why);
+  [[nodiscard]] bool serving() const {
+    return phase_ == Phase::kServing || phase_ == Phase::kAnnouncing;
+  }
   void begin_fast_stop(int exit_code, const char* why);
   void signal_all_children(int signo);
   void kill_everything();
@@ -118,6 +124,7 @@ class Supervisor {
 
   Phase phase_ = Phase::kServing;
   Millis stop_deadline_ = 0;
+  Millis drain_at_ = 0;  // kAnnouncing: when the real drain starts
   int exit_code_ = 0;
   bool reload_requested_ = false;
   bool reopen_requested_ = false;

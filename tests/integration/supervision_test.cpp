@@ -292,3 +292,22 @@ TEST(Supervision, PerClientIpCapClosesTheExtraConnection) {
 
 }  // namespace
 }  // namespace prefork::testing
+
+namespace prefork::testing {
+namespace {
+
+TEST(Supervision, DrainDelayKeepsServingAfterSigtermUntilItEnds) {
+  ServerProcess server({.args = {"--workers", "1", "--set", "drain_delay=1.5"}});
+  const auto start = std::chrono::steady_clock::now();
+  server.signal(SIGTERM);
+  ASSERT_TRUE(server.wait_for_log("(drain_delay) before the listeners close"));
+  // New connections are still accepted and answered during the delay.
+  EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");
+  ASSERT_TRUE(server.wait_for_log("drain_delay over: graceful stop", 5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 1400ms);
+  EXPECT_EQ(exit_code(server.wait_exit(5s)), 0);
+  EXPECT_THROW(Client{server.port()}, std::runtime_error);
+}
+
+}  // namespace
+}  // namespace prefork::testing
