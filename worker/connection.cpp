@@ -5,13 +5,16 @@
 
 #include <cerrno>
 
+#include "worker/access_log.hpp"
+#include "worker/observability.hpp"
+
 namespace prefork::worker {
 namespace {
 
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
 constexpr int kBatchesPerPass = 4;   // then other connections get their turn
 constexpr int kMaxLingerReads = 64;  // a client still flooding us after that is cut off
-constexpr std::size_t kIdleCapacity = 64 * 1024;  // keep at most this much buffer while idle
+constexpr std::size_t kMaxBatchCapacity = 256 * 1024;  // the shared batch shrinks above this
 
 }  // namespace
 
@@ -25,11 +28,18 @@ WorkerShared::WorkerShared(const common::Config& config, common::ScoreboardSlot*
       linger_timers(kLingerMs),
       slot(scoreboard_slot) {}
 
-Connection::Connection(common::UniqueFd fd, WorkerShared& shared)
+Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer)
     : EpollSource(Kind::kConnection),
       fd_(std::move(fd)),
       shared_(shared),
       parser_(shared.limits, shared.responses) {
+  if (shared_.observability != nullptr || shared_.access_log != nullptr) {
+    parser_.set_handler(this, shared_.access_log != nullptr);
+  }
+  if (shared_.access_log != nullptr) {
+    client_address_ = std::make_unique<std::string>(peer != nullptr ? format_address(peer)
+                                                                    : peer_address_text(fd_.get()));
+  }
   if (shared_.draining) parser_.drain();
   update_state();
 }
@@ -39,6 +49,7 @@ Connection::~Connection() {
 }
 
 void Connection::close() noexcept {
+  shared_.batch.clear();  // only ever this connection's: every other one flushed its own
   read_timer_.cancel();
   send_timer_.cancel();
   if (busy_) --shared_.busy;
@@ -48,6 +59,7 @@ void Connection::close() noexcept {
 
 bool Connection::on_ready(std::uint32_t events) {
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) input_pending_ = true;
+  if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) eof_pending_ = true;
   return service();
 }
 
@@ -59,7 +71,7 @@ bool Connection::resume() {
 bool Connection::on_timer(const TimerList& list) {
   if (&list == &shared_.header_timers || &list == &shared_.body_timers) {
     // A request in progress gets its 408; an idle connection just ends.
-    if (parser_.time_out(out_)) {
+    if (parser_.time_out(shared_.batch)) {
       if (shared_.slot != nullptr) shared_.slot->requests.fetch_add(1, std::memory_order_relaxed);
       input_pending_ = false;
       return service();
@@ -108,7 +120,11 @@ bool Connection::read_batch() {
   for (int i = 0; i < kReadsPerBatch && can_read(); ++i) {
     const ssize_t n = ::recv(fd_.get(), shared_.read_buffer.data(), shared_.read_buffer.size(), 0);
     if (n > 0) {
-      feed(shared_.read_buffer.data(), static_cast<std::size_t>(n));
+      const auto got = static_cast<std::size_t>(n);
+      feed(shared_.read_buffer.data(), got);
+      // A short read drained the socket: another recv() would only say EAGAIN. More data, or
+      // the FIN, raises a new edge (EPOLLRDHUP already seen means the EOF is still to read).
+      if (got < shared_.read_buffer.size() && !eof_pending_) input_pending_ = false;
     } else if (n == 0) {
       peer_closed_ = true;
       input_pending_ = false;
@@ -124,35 +140,72 @@ bool Connection::read_batch() {
 void Connection::feed(const char* data, std::size_t length) {
   const std::uint64_t before = parser_.responses();
   const bool in_body = parser_.phase() == Phase::kBody;
-  parser_.feed(std::string_view(data, length), out_);
+  parser_.feed(std::string_view(data, length), shared_.batch);
   if (in_body || parser_.phase() == Phase::kBody) body_progress_ = true;
   if (shared_.slot != nullptr && parser_.responses() != before) {
     shared_.slot->requests.fetch_add(parser_.responses() - before, std::memory_order_relaxed);
   }
 }
 
-// One send() for everything queued; a partial write waits for EPOLLOUT under send_timeout.
-bool Connection::flush() {
-  bool progress = false;
-  while (sent_ < out_.size()) {
-    const ssize_t n = ::send(fd_.get(), out_.data() + sent_, out_.size() - sent_, MSG_NOSIGNAL);
+ssize_t Connection::send_some(const char* data, std::size_t length) {
+  std::size_t done = 0;
+  while (done < length) {
+    const ssize_t n = ::send(fd_.get(), data + done, length - done, MSG_NOSIGNAL);
     if (n >= 0) {
-      sent_ += static_cast<std::size_t>(n);
-      progress = true;
+      done += static_cast<std::size_t>(n);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (progress || !send_timer_.armed()) shared_.send_timers.arm(send_timer_, shared_.now);
-      return true;
+      break;
     } else if (errno != EINTR) {
-      return false;  // EPIPE, ECONNRESET
+      return -1;  // EPIPE, ECONNRESET
     }
   }
-  send_timer_.cancel();
-  if (sent_ != 0) {
-    out_.clear();
-    sent_ = 0;
+  return static_cast<ssize_t>(done);
+}
+
+// One send() for everything queued; a partial write waits for EPOLLOUT under send_timeout.
+bool Connection::flush() {
+  std::string& batch = shared_.batch;
+  const char* data = nullptr;
+  std::size_t length = 0;
+  const bool direct = !batch.empty() && out_.size() == sent_;
+  if (direct) {
+    // The usual case: the batch goes out where it lies.
+    data = batch.data();
+    length = batch.size();
+  } else {
+    if (!batch.empty()) out_.append(batch);
+    batch.clear();
+    data = out_.data() + sent_;
+    length = out_.size() - sent_;
   }
-  if (out_.capacity() > kIdleCapacity) std::string().swap(out_);
+  if (length == 0) return true;
+  const ssize_t n = send_some(data, length);
+  if (n < 0) return false;
+  const auto sent = static_cast<std::size_t>(n);
+  if (direct) {
+    if (sent < length) out_.assign(data + sent, length - sent);  // only what is left
+    sent_ = 0;
+    batch.clear();
+    if (batch.capacity() > kMaxBatchCapacity) std::string().swap(batch);
+  } else {
+    sent_ += sent;
+  }
+  if (out_.size() != sent_) {
+    if (sent != 0 || !send_timer_.armed()) shared_.send_timers.arm(send_timer_, shared_.now);
+    return true;
+  }
+  send_timer_.cancel();
+  std::string().swap(out_);  // an idle connection keeps no output buffer
+  sent_ = 0;
   return true;
+}
+
+EndpointReply Connection::respond(const EndpointRequest& request, std::string& out) {
+  return shared_.observability->respond(request, fd_.get(), out);
+}
+
+void Connection::on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) {
+  shared_.access_log->log(*client_address_, parser, status, body_bytes);
 }
 
 bool Connection::input_waiting() const noexcept {

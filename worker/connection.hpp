@@ -3,9 +3,12 @@
 // all connections of a worker share (read buffer, responses, timer lists) is in WorkerShared.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <array>
 #include <cstdint>
 #include <ctime>
+#include <memory>
 #include <string>
 
 #include "common/clock.hpp"
@@ -17,6 +20,9 @@
 #include "worker/timer_list.hpp"
 
 namespace prefork::worker {
+
+class AccessLog;
+class Observability;
 
 // What an epoll event's data.ptr points at.
 struct EpollSource {
@@ -45,15 +51,21 @@ struct WorkerShared {
   common::Millis now = common::monotonic_ms();
   bool draining = false;
   unsigned busy = 0;  // connections with a request in progress or a response not yet sent
+  // Responses produced in one service pass of one connection, sent from here when that
+  // connection has no backlog (only what a partial write left is copied to its own buffer).
+  std::string batch;
+  AccessLog* access_log = nullptr;                  // null: access log off
+  Observability* observability = nullptr;           // answers the internal endpoints
   std::array<char, kReadBufferSize> read_buffer{};  // llhttp streams: nothing is kept in it
 };
 
-class Connection : public EpollSource {
+class Connection final : public EpollSource, private RequestHandler {
  public:
   // Unsent output above which the connection stops reading until the client catches up.
   static constexpr std::size_t kMaxBacklog = 64 * 1024;
 
-  Connection(common::UniqueFd fd, WorkerShared& shared);
+  // `peer`: the client's address from accept (nullptr: asked from the socket when needed).
+  Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer = nullptr);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection();
@@ -83,12 +95,18 @@ class Connection : public EpollSource {
   bool service();
   bool read_batch();
   bool flush();
+  // Sends what the socket takes of [data, data + length); -1 when the peer is gone.
+  ssize_t send_some(const char* data, std::size_t length);
+  EndpointReply respond(const EndpointRequest& request, std::string& out) override;
+  void on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) override;
   [[nodiscard]] bool input_waiting() const noexcept;
   bool start_linger();
   bool linger();
   void feed(const char* data, std::size_t length);
   void update_state();
-  [[nodiscard]] std::size_t backlog() const noexcept { return out_.size() - sent_; }
+  [[nodiscard]] std::size_t backlog() const noexcept {
+    return out_.size() - sent_ + shared_.batch.size();
+  }
   [[nodiscard]] bool can_read() const noexcept;
 
   common::UniqueFd fd_;
@@ -98,8 +116,14 @@ class Connection : public EpollSource {
   std::size_t sent_ = 0;
   TimerNode read_timer_{this};
   TimerNode send_timer_{this};
+  // The client address for the access log (only while it is on). The PROXY protocol (issue 8)
+  // will replace it with the address the proxy reports.
+  std::unique_ptr<std::string> client_address_;
   std::uint64_t timer_request_ = 0;  // parser_.responses() when read_timer_ was armed
-  bool input_pending_ = true;        // edge-triggered: readable until recv() says EAGAIN
+  // Edge-triggered: readable until recv() returns less than asked for (the socket is drained;
+  // new data brings a new edge) or EAGAIN.
+  bool input_pending_ = true;
+  bool eof_pending_ = false;  // EPOLLRDHUP/HUP/ERR seen: read on until recv() reports it
   bool peer_closed_ = false;
   bool lingering_ = false;
   bool want_resume_ = false;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -40,6 +41,18 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       shared_(ctx.config, ctx.slot) {
   if (!epoll_) throw common::SysError("epoll_create1");
+  shared_.batch.reserve(WorkerShared::kReadBufferSize);
+  if (config_.access_log != "off") {
+    access_log_ = std::make_unique<AccessLog>(config_.access_log,
+                                              AccessLog::parse_format(config_.access_log_format),
+                                              ctx.slot_index, ::getpid());
+    shared_.access_log = access_log_.get();
+  }
+  if (!config_.healthz_path.empty() || !config_.status_path.empty() ||
+      !config_.metrics_path.empty()) {
+    observability_ = std::make_unique<Observability>(ctx, shared_.responses, shared_.draining);
+    shared_.observability = observability_.get();
+  }
   common::ignore_sigpipe();
   signal_fd_ = common::open_signalfd(worker_signals());
   epoll_add(epoll_.get(), signal_fd_.get(), EPOLLIN, &signal_source_);
@@ -53,6 +66,7 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
 
 EventLoop::~EventLoop() {
   for (auto& connection : connections_) connection->close();
+  if (access_log_) access_log_->flush();
 }
 
 void EventLoop::adopt(common::UniqueFd client) {
@@ -60,7 +74,7 @@ void EventLoop::adopt(common::UniqueFd client) {
   if (flags < 0 || ::fcntl(client.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     throw common::SysError("fcntl(O_NONBLOCK)");
   }
-  add_connection(std::move(client));
+  add_connection(std::move(client), nullptr);
 }
 
 int EventLoop::run() {
@@ -77,10 +91,12 @@ int EventLoop::run() {
     if (stopping_) break;
     run_ready_list();
     expire_timers();
+    if (access_log_) access_log_->tick(shared_.now);
     update_accepting();
     closed_.clear();
     publish_state();
   }
+  if (access_log_) access_log_->flush();  // lose no line, however the loop ended
   // One line per exit is news for a pool worker, noise for a per-connection child.
   spdlog::log(accept_ ? spdlog::level::info : spdlog::level::debug,
               "worker exiting ({} connections open)", connections_.size());
@@ -115,7 +131,11 @@ void EventLoop::read_signals() {
         spdlog::info("{}: stopping now", common::signal_name(*signo));
         stopping_ = true;
         break;
-      case common::kSignalReopen: common::reopen_logging(); break;
+      case common::kSignalReopen:
+        common::reopen_logging();
+        if (access_log_) access_log_->reopen();
+        spdlog::info("SIGUSR1: log files reopened");
+        break;
       default:  // SIGHUP: reloading is the master's business
         break;
     }
@@ -141,9 +161,12 @@ void EventLoop::accept_from(ListenerEntry& listener) {
       set_accepting(false);
       return;
     }
-    const int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t peer_length = sizeof peer;
+    const int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      add_connection(common::UniqueFd(fd));
+      add_connection(common::UniqueFd(fd), reinterpret_cast<const sockaddr*>(&peer));
     } else if (!accept_error(errno, listener)) {
       return;
     }
@@ -214,8 +237,8 @@ void EventLoop::update_accepting() {
   set_accepting(want);
 }
 
-void EventLoop::add_connection(common::UniqueFd fd) {
-  auto connection = std::make_unique<Connection>(std::move(fd), shared_);
+void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer) {
+  auto connection = std::make_unique<Connection>(std::move(fd), shared_, peer);
   epoll_add(epoll_.get(), connection->fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
             connection.get());
   connection->index = connections_.size();

@@ -12,7 +12,9 @@
 #include "common/child_context.hpp"
 #include "common/signals.hpp"
 #include "common/unique_fd.hpp"
+#include "worker/access_log.hpp"
 #include "worker/connection.hpp"
+#include "worker/observability.hpp"
 
 namespace prefork::worker {
 
@@ -48,7 +50,7 @@ class EventLoop {
   void shed_one(ListenerEntry& listener);
   void set_accepting(bool on);
   void update_accepting();
-  void add_connection(common::UniqueFd fd);
+  void add_connection(common::UniqueFd fd, const sockaddr* peer);
   void after_service(Connection& connection, bool keep);
   void close_connection(Connection& connection);
   void run_ready_list();
@@ -68,6 +70,8 @@ class EventLoop {
   common::UniqueFd spare_fd_;  // given up for a moment on EMFILE to shed one waiting client
   std::vector<std::unique_ptr<ListenerEntry>> listeners_;
   WorkerShared shared_;
+  std::unique_ptr<AccessLog> access_log_;  // null: off
+  std::unique_ptr<Observability> observability_;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closed_;  // freed at the end of the pass
   std::vector<Connection*> ready_;

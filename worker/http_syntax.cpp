@@ -20,8 +20,10 @@ bool is_hex(char c) {
 bool is_unreserved(char c) {
   return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
+constexpr CharTable kSubDelim = make_char_table("!$&'()*+,;=", false);
+
 bool is_sub_delim(char c) {
-  return std::strchr("!$&'()*+,;=", c) != nullptr && c != '\0';
+  return kSubDelim[static_cast<unsigned char>(c)];
 }
 
 // reg-name = *( unreserved / pct-encoded / sub-delims ); an IPv4address is a reg-name too.
@@ -67,10 +69,6 @@ bool is_port(std::string_view text) {
 }
 
 }  // namespace
-
-bool is_tchar(char c) {
-  return is_alpha(c) || is_digit(c) || (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
-}
 
 bool is_valid_host(std::string_view value) {
   std::string_view host = value;

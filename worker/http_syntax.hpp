@@ -2,12 +2,31 @@
 // leaves the rule to its caller (worker, after fork; pure functions).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <string_view>
 
 namespace prefork::worker {
 
+// A character class as a 256-entry table built at compile time: one load per byte.
+using CharTable = std::array<bool, 256>;
+
+constexpr CharTable make_char_table(std::string_view extra, bool alnum) {
+  CharTable table{};
+  for (std::size_t c = 0; c < table.size(); ++c) {
+    table[c] =
+        alnum && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'));
+  }
+  for (const char c : extra) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}
+
+inline constexpr CharTable kTcharTable = make_char_table("!#$%&'*+-.^_`|~", true);
+
 // tchar (RFC 9110 §5.6.2): the characters of a field name or method token.
-bool is_tchar(char c);
+inline bool is_tchar(char c) {
+  return kTcharTable[static_cast<unsigned char>(c)];
+}
 
 // A Host field value (RFC 9112 §3.2): uri-host [ ":" port ], where uri-host is an IP-literal
 // ("[" IPv6address / IPvFuture "]"), an IPv4address or a reg-name (RFC 3986 §3.2.2), and port

@@ -1,6 +1,7 @@
 #include "worker/request_parser.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "worker/http_syntax.hpp"
@@ -17,11 +18,37 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
+char to_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
+
+// The field names the parser looks at, lower case; bit i of a candidate mask = kFieldNames[i].
+constexpr std::array<std::string_view, 4> kFieldNames{"host", "expect", "referer", "user-agent"};
+constexpr std::uint8_t kHostBit = 1U << 0;
+constexpr std::uint8_t kExpectBit = 1U << 1;
+constexpr std::string_view kContinueExpectation = "100-continue";
+
+// True when the query string has a format=json parameter.
+bool wants_json(std::string_view query) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    if (query.substr(0, amp) == "format=json") return true;
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
 }  // namespace
 
 Limits Limits::from(const common::Config& config) {
-  return Limits{config.max_request_line, config.max_header_bytes, config.max_headers,
-                config.max_body_bytes, config.keepalive_requests};
+  return Limits{config.max_request_line, config.max_header_bytes,   config.max_headers,
+                config.max_body_bytes,   config.keepalive_requests, config.healthz_path,
+                config.status_path,      config.metrics_path};
 }
 
 const llhttp_settings_t RequestParser::kSettings = [] {
@@ -49,6 +76,52 @@ RequestParser::RequestParser(const Limits& limits, const Responses& responses)
   // llhttp_init leaves every lenient flag off: llhttp's strict checks are part of our contract.
   llhttp_init(&http_, HTTP_REQUEST, &kSettings);
   http_.data = this;
+}
+
+void RequestParser::set_handler(RequestHandler* handler, bool log_requests) {
+  handler_ = handler;
+  log_requests_ = handler != nullptr && log_requests;
+  endpoint_paths_ = 0;
+  if (handler == nullptr) return;
+  const std::array<std::string_view, kEndpointCount> paths{
+      limits_.healthz_path, limits_.status_path, limits_.metrics_path};
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (!paths[i].empty()) endpoint_paths_ = static_cast<std::uint8_t>(endpoint_paths_ | 1U << i);
+  }
+  if (log_requests_) scratch();
+}
+
+RequestParser::Scratch& RequestParser::scratch() {
+  if (!scratch_) scratch_ = std::make_unique<Scratch>();
+  return *scratch_;
+}
+
+std::string_view RequestParser::request_line() const noexcept {
+  return scratch_ ? std::string_view(scratch_->request_line) : std::string_view();
+}
+std::string_view RequestParser::referer() const noexcept {
+  return scratch_ ? std::string_view(scratch_->referer) : std::string_view();
+}
+std::string_view RequestParser::user_agent() const noexcept {
+  return scratch_ ? std::string_view(scratch_->user_agent) : std::string_view();
+}
+
+void RequestParser::append_bounded(std::string& to, const char* at, std::size_t length,
+                                   std::size_t max) {
+  if (to.size() < max) to.append(at, std::min(length, max - to.size()));
+}
+
+void RequestParser::report(int status, std::uint64_t body_bytes) {
+  last_status_ = status;
+  if (log_requests_) handler_->on_response(*this, status, body_bytes);
+}
+
+// Input ends inside the Host value: keep what came so far, since the input buffer does not stay.
+void RequestParser::save_split_host() {
+  if (field_ != Field::kHost || host_split_ || host_at_ == nullptr) return;
+  scratch().host.assign(host_at_, host_length_);
+  host_split_ = true;
+  host_at_ = nullptr;
 }
 
 // llhttp pauses at three points, so that everything it consumed before them can be checked
@@ -82,6 +155,7 @@ void RequestParser::feed(std::string_view input, std::string& out) {
     llhttp_resume(&http_);
     p = stop;  // resume even with nothing left: llhttp checks the framing after a head then
   }
+  save_split_host();
   // Only a client that is waiting needs the interim response (RFC 9110 §10.1.1).
   if (continue_pending_ && phase_ == Phase::kBody && !body_started_) {
     out.append(Responses::kContinue);
@@ -102,23 +176,32 @@ void RequestParser::complete_message(std::string& out) {
   message_done_ = false;
   const bool last_allowed =
       limits_.keepalive_requests != 0 && response_count_ + 1 >= limits_.keepalive_requests;
-  const bool close = !keep_alive_ || draining_ || last_allowed;
+  bool close = !keep_alive_ || draining_ || last_allowed;
   const ConnectionHeader connection = close                   ? ConnectionHeader::kClose
                                       : http_.http_minor == 0 ? ConnectionHeader::kKeepAlive
                                                               : ConnectionHeader::kNone;
   switch (kind_) {
     case Kind::kHello:
       out.append(responses_.hello(head_method_, connection));
-      last_status_ = 200;
+      report(200, head_method_ ? 0 : Responses::kHelloBodySize);
       break;
     case Kind::kOptions:
       out.append(responses_.options(connection));
-      last_status_ = 204;
+      report(204, 0);
       break;
     case Kind::kNotAllowed:
       out.append(responses_.method_not_allowed(connection));
-      last_status_ = 405;
+      report(405, Responses::error_body_size(ErrorStatus::k405));
       break;
+    case Kind::kEndpoint: {
+      bool json = false;
+      if (in_query_ && scratch_) json = wants_json(scratch_->query);
+      const EndpointReply reply =
+          handler_->respond({endpoint_, head_method_, json, connection}, out);
+      close = close || reply.close;
+      report(reply.status, reply.body_bytes);
+      break;
+    }
   }
   ++response_count_;
   phase_ = close ? Phase::kClosing : Phase::kIdle;
@@ -131,8 +214,8 @@ void RequestParser::complete_message(std::string& out) {
 
 void RequestParser::fail(ErrorStatus status, std::string& out) {
   out.append(responses_.error(status, head_method_));
-  last_status_ = status_code(status);
   ++response_count_;
+  report(status_code(status), head_method_ ? 0 : Responses::error_body_size(status));
   phase_ = Phase::kClosing;
   unread_input_ = true;  // the rest of a bad request may still be on its way
 }
@@ -164,15 +247,23 @@ bool RequestParser::scan_failed(ErrorStatus status) {
 // section, and obs-fold; both are smuggling vectors (RFC 9112 §2.2, §5.2), so every byte of a
 // head or trailer section passes here: LF only after CR, no line starting with SP or HTAB.
 bool RequestParser::scan_lines(const char* begin, const char* end) {
-  for (const char* c = begin; c < end; ++c) {
-    if (*c == '\n') {
-      if (last_byte_ != '\r') return scan_failed(ErrorStatus::k400);
-      line_start_ = true;
-    } else {
-      if (line_start_ && (*c == ' ' || *c == '\t')) return scan_failed(ErrorStatus::k400);
+  // Only the bytes around each LF matter: the one before it and the one that starts a line.
+  const char* c = begin;
+  while (c < end) {
+    if (line_start_) {
+      if (*c == ' ' || *c == '\t') return scan_failed(ErrorStatus::k400);
       line_start_ = false;
     }
-    last_byte_ = *c;
+    const auto* lf =
+        static_cast<const char*>(std::memchr(c, '\n', static_cast<std::size_t>(end - c)));
+    if (lf == nullptr) {
+      last_byte_ = end[-1];
+      break;
+    }
+    if ((lf == c ? last_byte_ : lf[-1]) != '\r') return scan_failed(ErrorStatus::k400);
+    last_byte_ = '\n';
+    line_start_ = true;
+    c = lf + 1;
   }
   head_bytes_ += static_cast<std::size_t>(end - begin);
   // Whitespace runs llhttp skips without reporting still count here.
@@ -209,11 +300,52 @@ void RequestParser::start_request() {
   expect_unknown_ = false;
   field_ = Field::kOther;
   field_length_ = 0;
+  field_candidates_ = 0;
   host_count_ = 0;
   version_length_ = 0;
-  expect_length_ = 0;
+  host_valid_ = true;
+  host_split_ = false;
   host_length_ = 0;
-  host_overflow_ = false;
+  host_at_ = nullptr;
+  endpoint_candidates_ = endpoint_paths_;
+  in_query_ = false;
+  target_length_ = 0;
+  line_part_ = 0;
+  if (scratch_) {
+    scratch_->query.clear();
+    if (log_requests_) {
+      scratch_->request_line.clear();
+      scratch_->referer.clear();
+      scratch_->user_agent.clear();
+    }
+  }
+}
+
+// Narrows the endpoint paths still equal to the request-target's path so far; collects the
+// query (bounded) while some path matched exactly.
+void RequestParser::match_endpoint(const char* at, std::size_t length) {
+  const std::array<std::string_view, kEndpointCount> paths{
+      limits_.healthz_path, limits_.status_path, limits_.metrics_path};
+  for (std::size_t i = 0; i < length && endpoint_candidates_ != 0; ++i) {
+    const char c = at[i];
+    if (in_query_) {
+      append_bounded(scratch().query, at + i, length - i, kMaxQuery);
+      return;
+    }
+    for (std::size_t bit = 0; bit < paths.size(); ++bit) {
+      const auto mask = static_cast<std::uint8_t>(1U << bit);
+      if ((endpoint_candidates_ & mask) == 0) continue;
+      const bool still =
+          c == '?' ? paths[bit].size() == target_length_
+                   : target_length_ < paths[bit].size() && paths[bit][target_length_] == c;
+      if (!still) endpoint_candidates_ = static_cast<std::uint8_t>(endpoint_candidates_ & ~mask);
+    }
+    if (c == '?') {
+      in_query_ = true;
+    } else if (target_length_ < UINT16_MAX) {
+      ++target_length_;
+    }
+  }
 }
 
 int RequestParser::on_message_begin(llhttp_t* http) {
@@ -221,8 +353,12 @@ int RequestParser::on_message_begin(llhttp_t* http) {
   return HPE_OK;
 }
 
-int RequestParser::on_method(llhttp_t* http, const char* /*at*/, std::size_t length) {
-  self(http).line_bytes_ += length;
+int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length) {
+  RequestParser& parser = self(http);
+  parser.line_bytes_ += length;
+  if (parser.log_requests_) {
+    append_bounded(parser.scratch_->request_line, at, length, kMaxLoggedLine);
+  }
   return HPE_OK;
 }
 
@@ -238,6 +374,13 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
     const auto c = static_cast<unsigned char>(at[i]);
     if (c <= 0x20 || c >= 0x7f) return parser.reject(ErrorStatus::k400);
   }
+  if (parser.endpoint_candidates_ != 0) parser.match_endpoint(at, length);
+  if (parser.log_requests_) {
+    std::string& line = parser.scratch_->request_line;
+    if (parser.line_part_ == 0) append_bounded(line, " ", 1, kMaxLoggedLine);
+    parser.line_part_ = 1;
+    append_bounded(line, at, length, kMaxLoggedLine);
+  }
   parser.line_bytes_ += length;
   if (parser.line_bytes_ + kRequestLineOverhead > parser.limits_.max_request_line) {
     return parser.reject(ErrorStatus::k414);
@@ -247,6 +390,12 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
 
 int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
+  if (parser.log_requests_) {
+    std::string& line = parser.scratch_->request_line;
+    if (parser.line_part_ < 2) append_bounded(line, " HTTP/", 6, kMaxLoggedLine);
+    parser.line_part_ = 2;
+    append_bounded(line, at, length, kMaxLoggedLine);
+  }
   if (parser.version_length_ + length > sizeof parser.version_) {
     parser.version_length_ = sizeof parser.version_ + 1;  // too long to be DIGIT "." DIGIT
     return HPE_OK;
@@ -273,15 +422,35 @@ int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t l
   if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
   }
-  const std::size_t total = parser.field_length_ + length;
-  if (total <= kMaxFieldName) {
-    for (std::size_t i = 0; i < length; ++i) {
-      const char c = at[i];
-      parser.field_name_[parser.field_length_ + i] =
-          (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  // Matched as it arrives, so a name split across reads needs no copy. The first byte picks
+  // the one name it can be (the four differ there), so at most one is compared.
+  if (parser.field_length_ == 0 && length > 0) {
+    std::uint8_t first = 0;
+    switch (to_lower(at[0])) {
+      case 'h': first = kHostBit; break;
+      case 'e': first = kExpectBit; break;
+      case 'r': first = 1U << 2; break;
+      case 'u': first = 1U << 3; break;
+      default: break;
     }
+    const std::uint8_t allowed = parser.phase_ != Phase::kHead ? 0  // trailers: none of ours
+                                 : parser.log_requests_        ? 0xF
+                                                               : kHostBit | kExpectBit;
+    parser.field_candidates_ = static_cast<std::uint8_t>(first & allowed);
   }
-  parser.field_length_ = static_cast<std::uint8_t>(std::min<std::size_t>(total, 255));
+  std::uint8_t candidates = parser.field_candidates_;
+  if (candidates != 0) {
+    const auto bit = static_cast<std::size_t>(__builtin_ctz(candidates));
+    const std::string_view name = kFieldNames[bit];
+    bool match = parser.field_length_ + length <= name.size();
+    for (std::size_t i = 0; match && i < length; ++i) {
+      match = to_lower(at[i]) == name[parser.field_length_ + i];
+    }
+    if (!match) candidates = 0;
+  }
+  parser.field_candidates_ = candidates;
+  parser.field_length_ =
+      static_cast<std::uint8_t>(std::min<std::size_t>(parser.field_length_ + length, 255));
   return HPE_OK;
 }
 
@@ -293,19 +462,27 @@ int RequestParser::on_header_field_complete(llhttp_t* http) {
   if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
   }
-  const std::string_view name(parser.field_name_,
-                              std::min<std::size_t>(parser.field_length_, kMaxFieldName));
   parser.field_ = Field::kOther;
-  if (parser.phase_ == Phase::kHead && parser.field_length_ <= kMaxFieldName) {  // not trailers
-    if (name == "host") {
-      parser.field_ = Field::kHost;
-      if (++parser.host_count_ > 1) return parser.reject(ErrorStatus::k400);
-    } else if (name == "expect") {
-      parser.field_ = Field::kExpect;
-      parser.expect_length_ = 0;
+  for (std::size_t bit = 0; bit < kFieldNames.size(); ++bit) {
+    if ((parser.field_candidates_ & (1U << bit)) != 0 &&
+        kFieldNames[bit].size() == parser.field_length_) {
+      parser.field_ = static_cast<Field>(bit + 1);
     }
   }
+  switch (parser.field_) {
+    case Field::kHost:
+      if (++parser.host_count_ > 1) return parser.reject(ErrorStatus::k400);
+      break;
+    case Field::kExpect:
+      parser.expect_state_ = ExpectState::kLeading;
+      parser.expect_matched_ = 0;
+      break;
+    case Field::kReferer: parser.scratch_->referer.clear(); break;
+    case Field::kUserAgent: parser.scratch_->user_agent.clear(); break;
+    case Field::kOther: break;
+  }
   parser.field_length_ = 0;
+  parser.field_candidates_ = 0;
   return HPE_OK;
 }
 
@@ -315,32 +492,80 @@ int RequestParser::on_header_value(llhttp_t* http, const char* at, std::size_t l
   if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
   }
-  if (parser.field_ == Field::kHost) {
-    if (parser.host_length_ + length > kMaxHostLength) {
-      parser.host_overflow_ = true;
-    } else {
-      std::memcpy(parser.host_ + parser.host_length_, at, length);
-      parser.host_length_ = static_cast<std::uint16_t>(parser.host_length_ + length);
-    }
-  } else if (parser.field_ == Field::kExpect) {
-    if (parser.expect_length_ + length > kMaxExpectLength) {
-      parser.expect_length_ = kMaxExpectLength + 1;  // longer than any expectation we know
-    } else {
-      std::memcpy(parser.expect_ + parser.expect_length_, at, length);
-      parser.expect_length_ = static_cast<std::uint8_t>(parser.expect_length_ + length);
-    }
+  switch (parser.field_) {
+    case Field::kHost:
+      // Usually the whole value arrives in one piece and is checked where it lies; only a
+      // value split across reads is copied (save_split_host).
+      if (parser.host_length_ + length > kMaxHostLength) {
+        parser.host_valid_ = false;
+      } else if (parser.host_split_) {
+        parser.scratch_->host.append(at, length);
+      } else if (parser.host_at_ == nullptr) {
+        parser.host_at_ = at;
+      } else {
+        parser.scratch().host.assign(parser.host_at_, parser.host_length_).append(at, length);
+        parser.host_split_ = true;
+        parser.host_at_ = nullptr;
+      }
+      parser.host_length_ = static_cast<std::uint16_t>(
+          std::min<std::size_t>(parser.host_length_ + length, kMaxHostLength + 1));
+      break;
+    case Field::kExpect: parser.match_expect(at, length); break;
+    case Field::kReferer:
+      append_bounded(parser.scratch_->referer, at, length, kMaxLoggedField);
+      break;
+    case Field::kUserAgent:
+      append_bounded(parser.scratch_->user_agent, at, length, kMaxLoggedField);
+      break;
+    case Field::kOther: break;
   }
   return HPE_OK;
+}
+
+// Expect is matched as it arrives against OWS "100-continue" OWS (case-insensitive).
+void RequestParser::match_expect(const char* at, std::size_t length) {
+  for (std::size_t i = 0; i < length && expect_state_ != ExpectState::kBad; ++i) {
+    const char c = at[i];
+    switch (expect_state_) {
+      case ExpectState::kLeading:
+        if (is_ows(c)) break;
+        expect_state_ = ExpectState::kMatching;
+        [[fallthrough]];
+      case ExpectState::kMatching:
+        if (expect_matched_ < kContinueExpectation.size() &&
+            to_lower(c) == kContinueExpectation[expect_matched_]) {
+          ++expect_matched_;
+        } else if (expect_matched_ == kContinueExpectation.size() && is_ows(c)) {
+          expect_state_ = ExpectState::kTrailing;
+        } else {
+          expect_state_ = ExpectState::kBad;
+        }
+        break;
+      case ExpectState::kTrailing:
+        if (!is_ows(c)) expect_state_ = ExpectState::kBad;
+        break;
+      case ExpectState::kBad: break;
+    }
+  }
 }
 
 int RequestParser::on_header_value_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
   if (parser.field_ == Field::kExpect) {
-    const bool known =
-        parser.expect_length_ <= kMaxExpectLength &&
-        equals_ignore_case(trim_ows(std::string_view(parser.expect_, parser.expect_length_)),
-                           "100-continue");
+    const bool known = parser.expect_state_ == ExpectState::kTrailing ||
+                       (parser.expect_state_ == ExpectState::kMatching &&
+                        parser.expect_matched_ == kContinueExpectation.size());
     (known ? parser.expect_continue_ : parser.expect_unknown_) = true;
+  } else if (parser.field_ == Field::kHost) {
+    if (parser.host_valid_) {
+      const std::string_view value = parser.host_split_ ? std::string_view(parser.scratch_->host)
+                                     : parser.host_at_ != nullptr
+                                         ? std::string_view(parser.host_at_, parser.host_length_)
+                                         : std::string_view();
+      parser.host_valid_ = is_valid_host(trim_ows(value));
+    }
+    parser.host_split_ = false;
+    parser.host_at_ = nullptr;
   }
   parser.field_ = Field::kOther;
   return HPE_OK;
@@ -356,19 +581,35 @@ int RequestParser::headers_complete() {
   if (!version_seen_) return reject(ErrorStatus::k400);
   const bool http11 = http_.http_minor == 1;
   if (http11 && host_count_ == 0) return reject(ErrorStatus::k400);
-  if (host_count_ == 1 &&
-      (host_overflow_ || !is_valid_host(trim_ows(std::string_view(host_, host_length_))))) {
-    return reject(ErrorStatus::k400);
-  }
+  if (host_count_ == 1 && !host_valid_) return reject(ErrorStatus::k400);
   // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing.
   if ((http_.flags & F_TRANSFER_ENCODING) != 0 && !http11) return reject(ErrorStatus::k400);
   const bool has_length = (http_.flags & F_CONTENT_LENGTH) != 0;
   if (has_length && http_.content_length > limits_.max_body_bytes) {
     return reject(ErrorStatus::k413);
   }
+  if (!in_query_) {
+    // The whole target was the path: only a path of exactly that length matches.
+    const std::array<std::string_view, kEndpointCount> paths{
+        limits_.healthz_path, limits_.status_path, limits_.metrics_path};
+    for (std::size_t bit = 0; bit < paths.size(); ++bit) {
+      if (paths[bit].size() != target_length_) {
+        endpoint_candidates_ = static_cast<std::uint8_t>(endpoint_candidates_ & ~(1U << bit));
+      }
+    }
+  }
   switch (http_.method) {
     case HTTP_GET:
-    case HTTP_HEAD: kind_ = Kind::kHello; break;
+    case HTTP_HEAD:
+      kind_ = Kind::kHello;
+      for (std::size_t bit = 0; bit < kEndpointCount; ++bit) {
+        if ((endpoint_candidates_ & (1U << bit)) != 0) {
+          kind_ = Kind::kEndpoint;
+          endpoint_ = static_cast<Endpoint>(bit);
+          break;
+        }
+      }
+      break;
     case HTTP_OPTIONS: kind_ = Kind::kOptions; break;
     default: kind_ = Kind::kNotAllowed;
   }

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -21,8 +22,47 @@ struct Limits {
   unsigned max_headers = 100;
   std::uint64_t max_body_bytes = 10ULL * 1024 * 1024;
   unsigned keepalive_requests = 1000;  // the Nth response on a connection closes it
+  // Internal endpoints (GET/HEAD only; "" = off). Answered only when the parser has a handler.
+  std::string_view healthz_path;
+  std::string_view status_path;
+  std::string_view metrics_path;
 
+  // The views point into `config`, which must outlive the Limits.
   static Limits from(const common::Config& config);
+};
+
+class RequestParser;
+
+enum class Endpoint : std::uint8_t { kHealthz, kStatus, kMetrics };
+inline constexpr std::size_t kEndpointCount = 3;
+
+struct EndpointRequest {
+  Endpoint endpoint = Endpoint::kHealthz;
+  bool head = false;
+  bool json = false;  // the query string holds format=json
+  ConnectionHeader connection = ConnectionHeader::kNone;
+};
+
+struct EndpointReply {
+  int status = 200;
+  std::uint64_t body_bytes = 0;
+  bool close = false;  // the response said Connection: close (the parser then stops)
+};
+
+// What the parser cannot do alone: answer internal endpoints, and log each response.
+class RequestHandler {
+ public:
+  // Appends the whole response to `out`.
+  virtual EndpointReply respond(const EndpointRequest& request, std::string& out) = 0;
+  // After every response appended (access log on only); the parser's request_line(), referer()
+  // and user_agent() describe the request it answered.
+  virtual void on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) = 0;
+
+ protected:
+  RequestHandler() = default;
+  RequestHandler(const RequestHandler&) = default;
+  RequestHandler& operator=(const RequestHandler&) = default;
+  ~RequestHandler() = default;
 };
 
 enum class Phase : std::uint8_t {
@@ -49,6 +89,16 @@ class RequestParser {
   // Graceful drain: the response to any request still to be answered says Connection: close.
   void drain() noexcept { draining_ = true; }
 
+  // Routes the internal endpoints of `limits` to `handler`; with `log_requests`, also captures
+  // request line, Referer and User-Agent (bounded) and reports every response. Without a call
+  // to this (or with nullptr) the parser does neither and costs nothing for them.
+  void set_handler(RequestHandler* handler, bool log_requests);
+
+  // The request last answered, as far as it was received (access log on only; else empty).
+  [[nodiscard]] std::string_view request_line() const noexcept;
+  [[nodiscard]] std::string_view referer() const noexcept;
+  [[nodiscard]] std::string_view user_agent() const noexcept;
+
   [[nodiscard]] Phase phase() const noexcept { return phase_; }
   [[nodiscard]] bool closing() const noexcept { return phase_ == Phase::kClosing; }
   // Closing with request bytes left unread (an error, or input after the last response): the
@@ -59,11 +109,23 @@ class RequestParser {
   [[nodiscard]] int last_status() const noexcept { return last_status_; }
 
  private:
-  enum class Field : std::uint8_t { kOther, kHost, kExpect };
-  enum class Kind : std::uint8_t { kHello, kOptions, kNotAllowed };
-  static constexpr std::size_t kMaxHostLength = 272;  // 253-byte name or IPv6 literal + port
-  static constexpr std::size_t kMaxExpectLength = 16;
-  static constexpr std::size_t kMaxFieldName = 6;  // longest name we look at: "expect"
+  enum class Field : std::uint8_t { kOther, kHost, kExpect, kReferer, kUserAgent };
+  enum class Kind : std::uint8_t { kHello, kOptions, kNotAllowed, kEndpoint };
+  enum class ExpectState : std::uint8_t { kLeading, kMatching, kTrailing, kBad };
+  static constexpr std::size_t kMaxHostLength = 272;   // 253-byte name or IPv6 literal + port
+  static constexpr std::size_t kMaxLoggedLine = 2048;  // request line kept for the access log
+  static constexpr std::size_t kMaxLoggedField = 512;  // Referer, User-Agent
+  static constexpr std::size_t kMaxQuery = 256;        // query of an internal endpoint
+
+  // Storage needed only now and then (a Host value split across reads, an endpoint's query,
+  // the access log's capture), allocated on first use so an idle connection stays small.
+  struct Scratch {
+    std::string host;
+    std::string query;
+    std::string request_line;
+    std::string referer;
+    std::string user_agent;
+  };
 
   static const llhttp_settings_t kSettings;
   static RequestParser& self(llhttp_t* http) { return *static_cast<RequestParser*>(http->data); }
@@ -93,6 +155,12 @@ class RequestParser {
   void complete_message(std::string& out);
   void fail(ErrorStatus status, std::string& out);
   void start_request();
+  Scratch& scratch();
+  void save_split_host();
+  void match_endpoint(const char* at, std::size_t length);
+  void match_expect(const char* at, std::size_t length);
+  void report(int status, std::uint64_t body_bytes);
+  static void append_bounded(std::string& to, const char* at, std::size_t length, std::size_t max);
 
   const Limits& limits_;
   const Responses& responses_;
@@ -130,15 +198,26 @@ class RequestParser {
   bool expect_unknown_ = false;
   Field field_ = Field::kOther;
   std::uint8_t field_length_ = 0;
+  std::uint8_t field_candidates_ = 0;  // bit per name in kFieldNames still matching so far
   std::uint8_t host_count_ = 0;
   std::uint8_t version_length_ = 0;
-  std::uint8_t expect_length_ = 0;
+  ExpectState expect_state_ = ExpectState::kLeading;
+  std::uint8_t expect_matched_ = 0;
+  bool host_valid_ = true;
+  bool host_split_ = false;  // the Host value so far is in scratch_->host
   std::uint16_t host_length_ = 0;
-  bool host_overflow_ = false;
-  char field_name_[kMaxFieldName] = {};
+  const char* host_at_ = nullptr;  // the Host value so far, inside the current input
   char version_[3] = {};
-  char expect_[kMaxExpectLength] = {};
-  char host_[kMaxHostLength] = {};
+  // Internal endpoints: which paths still match the request-target so far.
+  std::uint8_t endpoint_candidates_ = 0;
+  std::uint8_t endpoint_paths_ = 0;  // bits of the configured (non-empty) paths
+  bool in_query_ = false;
+  bool log_requests_ = false;
+  std::uint8_t line_part_ = 0;       // access log: 0 method, 1 target, 2 version received
+  std::uint16_t target_length_ = 0;  // path bytes matched so far (saturating)
+  Endpoint endpoint_ = Endpoint::kHealthz;
+  RequestHandler* handler_ = nullptr;
+  std::unique_ptr<Scratch> scratch_;
 };
 
 }  // namespace prefork::worker

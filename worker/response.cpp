@@ -71,6 +71,10 @@ std::string http_date(std::time_t when) {
   return std::string(text, kHttpDateLength);
 }
 
+std::uint64_t Responses::error_body_size(ErrorStatus status) {
+  return kErrors[static_cast<std::size_t>(status)].body.size();
+}
+
 int status_code(ErrorStatus status) {
   return kErrors[static_cast<std::size_t>(status)].code;
 }
@@ -94,6 +98,7 @@ Responses::Prebuilt Responses::build(std::string_view status_line, std::string_v
 }
 
 Responses::Responses(std::time_t now) {
+  static_assert(kHelloBodySize == kHelloBody.size());
   const std::string hello_headers =
       std::string(kTextPlain) + "Content-Length: " + std::to_string(kHelloBody.size()) + "\r\n";
   for (std::size_t i = 0; i < kModes; ++i) {

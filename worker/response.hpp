@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <ctime>
 #include <string>
 #include <string_view>
@@ -41,12 +42,19 @@ int status_code(ErrorStatus status);
 class Responses {
  public:
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  static constexpr std::uint64_t kHelloBodySize = 13;  // "Hello, World!"
+
+  // The body length of an error response to anything but HEAD (for the access log).
+  static std::uint64_t error_body_size(ErrorStatus status);
 
   explicit Responses(std::time_t now);
 
   // Patches the Date of every prebuilt response when `now` is another second than the cached
   // one; returns whether it did.
   bool set_date(std::time_t now);
+  // The cached Date value (IMF-fixdate) and the second it stands for.
+  [[nodiscard]] std::string_view date() const noexcept { return {date_, kHttpDateLength}; }
+  [[nodiscard]] std::time_t date_second() const noexcept { return date_second_; }
 
   // GET (body "Hello, World!") or HEAD (same headers, no body): 200.
   [[nodiscard]] std::string_view hello(bool head, ConnectionHeader connection) const;

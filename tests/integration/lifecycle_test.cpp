@@ -34,7 +34,8 @@ TEST(Lifecycle, SigtermWhileARequestIsHalfSentStillAnswersIt) {
   std::this_thread::sleep_for(100ms);  // the worker has read the first half
   const auto start = Clock::now();
   server.signal(SIGTERM);
-  ASSERT_TRUE(server.wait_for_log("graceful stop"));
+  // The worker holding the connection has started draining (not just the master).
+  ASSERT_TRUE(server.wait_for_log("SIGQUIT: draining 1 connections"));
   c.send("\r\n");
   const Response r = c.read_response();
   EXPECT_EQ(r.body, "Hello, World!");

@@ -1,0 +1,81 @@
+// The internal endpoints (worker, after fork; design §4): /healthz for load balancers, and
+// /server-status (HTML or JSON) and /metrics (Prometheus text 0.0.4) rendered from the shared
+// scoreboard for clients in status_allow. Built per request: none of it is on the hot path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/child_context.hpp"
+#include "common/clock.hpp"
+#include "common/config.hpp"
+#include "common/scoreboard.hpp"
+#include "worker/request_parser.hpp"
+#include "worker/response.hpp"
+
+namespace prefork::worker {
+
+// One scoreboard slot with a live process.
+struct WorkerRow {
+  unsigned slot = 0;
+  std::int32_t pid = 0;
+  std::uint32_t generation = 0;
+  common::WorkerState state = common::WorkerState::kEmpty;
+  std::uint64_t requests = 0;
+  std::uint32_t connections = 0;
+  common::Millis started_ms = 0;  // wall clock
+  std::uint32_t restarts = 0;
+  int last_exit_status = -1;
+};
+
+// Everything the status page and the metrics show, read once per request.
+struct StatusSnapshot {
+  common::Mode mode = common::Mode::kPrefork;
+  unsigned workers = 0;
+  unsigned max_children = 0;
+  unsigned max_connections = 0;
+  bool draining = false;
+  std::int32_t master_pid = 0;
+  common::Millis master_started_ms = 0;
+  std::uint32_t generation = 0;
+  std::uint32_t live_children = 0;
+  std::uint64_t children_forked = 0;
+  std::uint64_t cap_hits = 0;
+  std::uint64_t fork_failures = 0;
+  common::Millis now_ms = 0;    // wall clock
+  std::vector<WorkerRow> rows;  // live workers, by slot
+  // Restarts and last exits of slots without a live worker count in the totals too.
+  std::uint64_t total_restarts = 0;
+};
+
+StatusSnapshot take_snapshot(const common::Config& config, const common::Scoreboard* scoreboard,
+                             bool worker_draining, common::Millis now_ms);
+
+std::string render_status_html(const StatusSnapshot& snapshot);
+std::string render_status_json(const StatusSnapshot& snapshot);
+std::string render_metrics(const StatusSnapshot& snapshot);
+
+class Observability {
+ public:
+  // `worker_draining` is the worker's own flag (SIGQUIT), read on every /healthz.
+  Observability(const common::ChildContext& ctx, const Responses& responses,
+                const bool& worker_draining);
+
+  // Appends the whole response for `request` to `out`; `client_fd` is asked for the peer
+  // address when the endpoint is restricted to status_allow.
+  EndpointReply respond(const EndpointRequest& request, int client_fd, std::string& out) const;
+
+ private:
+  [[nodiscard]] bool draining() const;
+  [[nodiscard]] bool allowed(int client_fd) const;
+  EndpointReply reply(int status, std::string_view content_type, std::string_view body,
+                      const EndpointRequest& request, bool close, std::string& out) const;
+
+  const common::Config& config_;
+  const common::Scoreboard* scoreboard_;
+  const Responses& responses_;
+  const bool& worker_draining_;
+};
+
+}  // namespace prefork::worker
