@@ -20,6 +20,8 @@ struct ChildContext {
   unsigned slot_index = 0;
   unsigned generation = 0;
   const Scoreboard* scoreboard = nullptr;  // every slot and the header, read-only (status pages)
+  // Per-connection children: the connection came from a listener with proxy_protocol.
+  bool client_proxy_protocol = false;
 };
 
 // A prefork worker: serves the listeners until asked to stop; returns the exit code.

@@ -94,6 +94,41 @@ std::vector<std::string> string_list(const toml::node& node, std::string_view ke
   return out;
 }
 
+// listen = "ADDR" | ["ADDR", { address = "ADDR", proxy_protocol = true }, ...]
+void read_listen(const toml::node& node, std::string_view key, Config& c) {
+  c.listen.clear();
+  c.proxy_protocol_listen.clear();
+  const auto* array = node.as_array();
+  if (array == nullptr) {
+    c.listen = string_list(node, key);
+    return;
+  }
+  constexpr std::string_view kExpected =
+      "a string or an array of addresses and { address = \"...\", proxy_protocol = true } tables";
+  for (const auto& item : *array) {
+    if (item.is_string()) {
+      c.listen.push_back(nonempty_string(item, key));
+      continue;
+    }
+    const auto* table = item.as_table();
+    if (table == nullptr) fail(item, key, kExpected);
+    const toml::node* address = table->get("address");
+    if (address == nullptr) fail(item, key, "an 'address' in every listen table");
+    bool proxy = false;
+    for (auto&& [name, value] : *table) {
+      if (name == "address") continue;
+      if (name != "proxy_protocol" || !value.is_boolean()) {
+        fail(value, key,
+             "only 'address' (string) and 'proxy_protocol' (true/false) in a listen table");
+      }
+      proxy = value.as_boolean()->get();
+    }
+    c.listen.push_back(nonempty_string(*address, key));
+    if (proxy) c.proxy_protocol_listen.push_back(c.listen.back());
+  }
+  if (c.listen.empty()) fail(node, key, "at least one entry");
+}
+
 std::string any_string(const toml::node& node, std::string_view key) {
   const auto* text = node.as_string();
   if (text == nullptr) fail(node, key, "a string");
@@ -139,7 +174,8 @@ using Setter = std::function<void(const toml::node&, std::string_view, Config&)>
 const std::vector<std::pair<std::string_view, Setter>>& setters() {
   constexpr auto kUintMax = std::numeric_limits<unsigned>::max();
   static const std::vector<std::pair<std::string_view, Setter>> table = {
-      {"listen", [](auto& n, auto k, Config& c) { c.listen = string_list(n, k); }},
+      {"listen", [](auto& n, auto k, Config& c) { read_listen(n, k, c); }},
+      {"trusted_proxies", [](auto& n, auto k, Config& c) { c.trusted_proxies = cidr_list(n, k); }},
       {"mode",
        [](auto& n, auto k, Config& c) {
          c.mode = one_of(n, k, {"prefork", "per-connection"}) == "prefork" ? Mode::kPrefork
@@ -266,6 +302,13 @@ Config build(toml::table table, std::string source, const std::vector<Override>&
 
 std::string_view mode_name(Mode mode) {
   return mode == Mode::kPrefork ? "prefork" : "per-connection";
+}
+
+bool Config::proxy_protocol_on(const std::string& spec) const {
+  for (const auto& p : proxy_protocol_listen) {
+    if (p == spec) return true;
+  }
+  return false;
 }
 
 unsigned Config::worker_count() const {

@@ -24,6 +24,8 @@ struct Config {
 
   // Processes.
   std::vector<std::string> listen{"[::]:8888"};
+  // The listen addresses whose connections start with a PROXY protocol header (v1 or v2).
+  std::vector<std::string> proxy_protocol_listen;
   Mode mode = Mode::kPrefork;
   unsigned workers = 0;  // 0 = "auto": one per online CPU
   unsigned max_children = 256;
@@ -58,6 +60,8 @@ struct Config {
   std::string status_path = "/server-status";
   std::string metrics_path = "/metrics";
   std::vector<Cidr> status_allow{*Cidr::parse("127.0.0.0/8"), *Cidr::parse("::1/128")};
+  // Peers whose X-Forwarded-For / Forwarded headers name the client in the access log.
+  std::vector<Cidr> trusted_proxies;
 
   // Privileges: when started as root, children run as this user ("root" is an explicit,
   // logged opt-in) and group ("" = the user's primary group).
@@ -67,6 +71,8 @@ struct Config {
   // Files.
   std::string pidfile;          // "" = none
   unsigned socket_mode = 0660;  // permissions of unix-domain listening sockets
+
+  [[nodiscard]] bool proxy_protocol_on(const std::string& spec) const;
 
   // Resolved value of `workers` (auto -> CPUs).
   [[nodiscard]] unsigned worker_count() const;

@@ -99,8 +99,11 @@ Listener bind_one(const std::string& spec, const ParsedAddress& addr, int backlo
   sockaddr_storage actual{};
   socklen_t actual_len = sizeof actual;
   ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&actual), &actual_len);
-  return Listener{
-      std::move(fd), spec, format_address(reinterpret_cast<sockaddr*>(&actual), actual_len), {}};
+  return Listener{std::move(fd),
+                  spec,
+                  format_address(reinterpret_cast<sockaddr*>(&actual), actual_len),
+                  {},
+                  false};
 }
 
 constexpr std::string_view kUnixPrefix = "unix:";
@@ -145,7 +148,7 @@ Listener bind_unix(const std::string& spec, int backlog, unsigned mode) {
   OwnedSocketPath owned(addr.sun_path);
   if (::chmod(addr.sun_path, static_cast<mode_t>(mode)) != 0) throw SysError("chmod(" + spec + ")");
   if (::listen(fd.get(), backlog) != 0) throw SysError("listen(" + spec + ")");
-  return Listener{std::move(fd), spec, spec, std::move(owned)};
+  return Listener{std::move(fd), spec, spec, std::move(owned), false};
 }
 
 }  // namespace
@@ -197,7 +200,7 @@ std::vector<Listener> listeners_from_systemd() {
     socklen_t addr_len = sizeof addr;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len);
     const std::string bound = format_address(reinterpret_cast<sockaddr*>(&addr), addr_len);
-    out.push_back(Listener{std::move(owned), "systemd:" + bound, bound, {}});
+    out.push_back(Listener{std::move(owned), "systemd:" + bound, bound, {}, false});
   }
   return out;
 }

@@ -36,6 +36,7 @@ struct Listener {
   std::string spec;      // as configured ("systemd:<address>" for an inherited socket)
   std::string bound;     // the address actually bound, with the real port ("127.0.0.1:41234")
   OwnedSocketPath path;  // unix-domain sockets we created (destroyed first: unlink, then close)
+  bool proxy_protocol = false;  // connections start with a PROXY protocol header
 };
 
 struct ListenOptions {

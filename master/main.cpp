@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
                    listeners.size());
       config.listen = activated;
     }
+    for (auto& l : listeners) l.proxy_protocol = config.proxy_protocol_on(l.spec);
     pidfile.emplace(config.pidfile);
   } catch (const std::exception& err) {
     spdlog::critical("cannot start: {}", err.what());

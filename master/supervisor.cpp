@@ -194,6 +194,7 @@ void Supervisor::reload() {
   }
   apply_listeners(next.listen, std::move(added));
   config_ = std::move(next);
+  for (auto& l : listeners_) l.proxy_protocol = config_.proxy_protocol_on(l.spec);
   if (config_.mode == common::Mode::kPrefork) {
     const unsigned gen = table_.begin_generation();
     scoreboard_->header().generation.store(gen);
@@ -291,7 +292,7 @@ void Supervisor::accept_connections() {
   const Millis now = monotonic_ms();
   if (pending_client_) {
     if (now < fork_retry_at_) return;
-    serve_in_child(std::move(pending_client_), pending_client_ip_);
+    serve_in_child(std::move(pending_client_), pending_client_ip_, pending_client_proxy_);
   }
   for (const int fd : readable_listeners_) {
     while (below_child_cap() && !pending_client_) {
@@ -312,7 +313,7 @@ void Supervisor::accept_connections() {
                      config_.max_children_per_ip);
         continue;
       }
-      serve_in_child(std::move(client), ip);
+      serve_in_child(std::move(client), ip, proxy_protocol_of(fd));
     }
   }
   update_accept_interest();
@@ -337,7 +338,8 @@ void Supervisor::spawn_worker(std::size_t slot) {
                    options_.fork};
   const pid_t pid = spawn_child(setup, [&] {
     const common::ChildContext ctx{
-        config_, listeners_, &board, static_cast<unsigned>(slot), generation, scoreboard_.get()};
+        config_,    listeners_,        &board, static_cast<unsigned>(slot),
+        generation, scoreboard_.get(), false};
     return entries_.worker(ctx);
   });
   const Millis now = monotonic_ms();
@@ -477,7 +479,15 @@ bool Supervisor::below_child_cap() const {
   return connection_children_.size() < config_.max_children;
 }
 
-void Supervisor::serve_in_child(common::UniqueFd client, const std::string& client_ip) {
+bool Supervisor::proxy_protocol_of(int listener_fd) const {
+  for (const auto& l : listeners_) {
+    if (l.fd.get() == listener_fd) return l.proxy_protocol;
+  }
+  return false;
+}
+
+void Supervisor::serve_in_child(common::UniqueFd client, const std::string& client_ip,
+                                bool proxy_protocol) {
   ChildSetup setup{"connection", &config_,
                    [this] {
                      drop_master_fds();
@@ -485,7 +495,8 @@ void Supervisor::serve_in_child(common::UniqueFd client, const std::string& clie
                    },
                    options_.fork};
   const pid_t pid = spawn_child(setup, [&] {
-    const common::ChildContext ctx{config_, {}, nullptr, 0, table_.generation(), scoreboard_.get()};
+    const common::ChildContext ctx{
+        config_, {}, nullptr, 0, table_.generation(), scoreboard_.get(), proxy_protocol};
     return entries_.connection(ctx, std::move(client));
   });
   const Millis now = monotonic_ms();
@@ -501,6 +512,7 @@ void Supervisor::serve_in_child(common::UniqueFd client, const std::string& clie
     }
     pending_client_ = std::move(client);
     pending_client_ip_ = client_ip;
+    pending_client_proxy_ = proxy_protocol;
     scoreboard_->header().fork_failures.fetch_add(1);
     return;
   }

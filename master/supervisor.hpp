@@ -78,7 +78,8 @@ class Supervisor {
   void on_worker_exit(pid_t pid, int status);
 
   // Per-connection mode.
-  void serve_in_child(common::UniqueFd client, const std::string& client_ip);
+  void serve_in_child(common::UniqueFd client, const std::string& client_ip, bool proxy_protocol);
+  [[nodiscard]] bool proxy_protocol_of(int listener_fd) const;
   void on_connection_child_exit(pid_t pid, int status);
   void update_accept_interest();
   void set_accept_interest(bool want);
@@ -118,6 +119,7 @@ class Supervisor {
   std::vector<int> readable_listeners_;
   common::UniqueFd pending_client_;  // accepted, waiting for fork to succeed again
   std::string pending_client_ip_;
+  bool pending_client_proxy_ = false;
   Millis fork_retry_at_ = 0;
   Millis fork_backoff_ = 0;
   common::RateLimiter fork_failure_log_{5'000};

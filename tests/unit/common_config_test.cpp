@@ -116,3 +116,32 @@ TEST(Config, RejectsBadOperationsValues) {
 
 }  // namespace
 }  // namespace prefork::common
+
+namespace prefork::common {
+namespace {
+
+TEST(Config, ListenEntriesCanBeTablesWithProxyProtocol) {
+  const Config c = parse_config(R"(
+listen = ["[::]:8888", { address = "127.0.0.1:8889", proxy_protocol = true },
+          { address = "127.0.0.1:8890" }]
+trusted_proxies = ["10.0.0.0/8"]
+)",
+                                "t.conf");
+  EXPECT_EQ(c.listen, (std::vector<std::string>{"[::]:8888", "127.0.0.1:8889", "127.0.0.1:8890"}));
+  EXPECT_TRUE(c.proxy_protocol_on("127.0.0.1:8889"));
+  EXPECT_FALSE(c.proxy_protocol_on("[::]:8888"));
+  EXPECT_FALSE(c.proxy_protocol_on("127.0.0.1:8890"));
+  ASSERT_EQ(c.trusted_proxies.size(), 1U);
+}
+
+TEST(Config, RejectsMalformedListenTables) {
+  EXPECT_THAT(error_of("listen = [{ proxy_protocol = true }]"),
+              HasSubstr(":1: key 'listen': expected an 'address' in every listen table"));
+  EXPECT_THAT(error_of("listen = [{ address = \"1.2.3.4:80\", proxy = true }]"),
+              HasSubstr("expected only 'address' (string) and 'proxy_protocol'"));
+  EXPECT_THAT(error_of("listen = [{ address = \"1.2.3.4:80\", proxy_protocol = \"yes\" }]"),
+              HasSubstr("expected only 'address' (string) and 'proxy_protocol'"));
+}
+
+}  // namespace
+}  // namespace prefork::common
