@@ -4,8 +4,11 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <optional>
 
+#include "common/log.hpp"
 #include "worker/access_log.hpp"
+#include "worker/forwarded.hpp"
 #include "worker/observability.hpp"
 
 namespace prefork::worker {
@@ -28,7 +31,8 @@ WorkerShared::WorkerShared(const common::Config& config, common::ScoreboardSlot*
       linger_timers(kLingerMs),
       slot(scoreboard_slot) {}
 
-Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer)
+Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
+                       bool proxy_protocol)
     : EpollSource(Kind::kConnection),
       fd_(std::move(fd)),
       shared_(shared),
@@ -39,6 +43,11 @@ Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr
   if (shared_.access_log != nullptr) {
     client_address_ = std::make_unique<std::string>(peer != nullptr ? format_address(peer)
                                                                     : peer_address_text(fd_.get()));
+  }
+  if (proxy_protocol) {
+    proxy_ = std::make_unique<ProxyHeaderParser>();  // trust is decided once the header is in
+  } else if (shared_.trusted_proxies != nullptr) {
+    decide_forwarding_trust(peer);
   }
   if (shared_.draining) parser_.drain();
   update_state();
@@ -69,6 +78,10 @@ bool Connection::resume() {
 }
 
 bool Connection::on_timer(const TimerList& list) {
+  if (awaiting_proxy_header()) {
+    proxy_header_failed("no complete PROXY protocol header within header_timeout");
+    return false;
+  }
   if (&list == &shared_.header_timers || &list == &shared_.body_timers) {
     // A request in progress gets its 408; an idle connection just ends.
     if (parser_.time_out(shared_.batch)) {
@@ -121,11 +134,15 @@ bool Connection::read_batch() {
     const ssize_t n = ::recv(fd_.get(), shared_.read_buffer.data(), shared_.read_buffer.size(), 0);
     if (n > 0) {
       const auto got = static_cast<std::size_t>(n);
-      feed(shared_.read_buffer.data(), got);
+      if (!feed(shared_.read_buffer.data(), got)) return false;
       // A short read drained the socket: another recv() would only say EAGAIN. More data, or
       // the FIN, raises a new edge (EPOLLRDHUP already seen means the EOF is still to read).
       if (got < shared_.read_buffer.size() && !eof_pending_) input_pending_ = false;
     } else if (n == 0) {
+      // A probe that connects and closes sent nothing: only a cut-off header counts as an error.
+      if (awaiting_proxy_header() && proxy_->received() != 0) {
+        proxy_header_failed("connection closed inside the PROXY protocol header");
+      }
       peer_closed_ = true;
       input_pending_ = false;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -137,7 +154,49 @@ bool Connection::read_batch() {
   return true;
 }
 
-void Connection::feed(const char* data, std::size_t length) {
+// Before the first HTTP byte on a proxy_protocol listener: consumes the header's bytes.
+bool Connection::feed_proxy_header(const char*& data, std::size_t& length) {
+  std::size_t used = 0;
+  const ProxyHeaderParser::Status status = proxy_->feed(std::string_view(data, length), used);
+  data += used;
+  length -= used;
+  if (status == ProxyHeaderParser::Status::kInvalid) {
+    proxy_header_failed("invalid PROXY protocol header");
+    return false;
+  }
+  if (status == ProxyHeaderParser::Status::kNeedMore) return true;
+  if (proxy_->has_source()) {
+    if (client_address_) *client_address_ = format_address(proxy_->source());
+  } else {
+    proxy_.reset();  // LOCAL or UNKNOWN: the TCP peer is the client
+  }
+  if (shared_.trusted_proxies != nullptr) decide_forwarding_trust(proxied_source());
+  return true;
+}
+
+void Connection::proxy_header_failed(const char* why) {
+  ++shared_.proxy_protocol_errors;
+  spdlog::debug("{} from {}; closing the connection", why, peer_address_text(fd_.get()));
+  proxy_.reset();
+}
+
+// `client`: the connection's client address (nullptr: the socket's peer).
+void Connection::decide_forwarding_trust(const sockaddr* client) {
+  sockaddr_storage storage{};
+  if (client == nullptr) {
+    socklen_t length = sizeof storage;
+    if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&storage), &length) != 0) return;
+    client = reinterpret_cast<const sockaddr*>(&storage);
+  }
+  forwarded_trusted_ = common::any_contains(*shared_.trusted_proxies, client);
+  parser_.capture_forwarded(forwarded_trusted_);
+}
+
+bool Connection::feed(const char* data, std::size_t length) {
+  if (awaiting_proxy_header()) {
+    if (!feed_proxy_header(data, length)) return false;
+    if (length == 0) return true;
+  }
   const std::uint64_t before = parser_.responses();
   const bool in_body = parser_.phase() == Phase::kBody;
   parser_.feed(std::string_view(data, length), shared_.batch);
@@ -145,6 +204,7 @@ void Connection::feed(const char* data, std::size_t length) {
   if (shared_.slot != nullptr && parser_.responses() != before) {
     shared_.slot->requests.fetch_add(parser_.responses() - before, std::memory_order_relaxed);
   }
+  return true;
 }
 
 ssize_t Connection::send_some(const char* data, std::size_t length) {
@@ -201,10 +261,25 @@ bool Connection::flush() {
 }
 
 EndpointReply Connection::respond(const EndpointRequest& request, std::string& out) {
-  return shared_.observability->respond(request, fd_.get(), out);
+  return shared_.observability->respond(request, fd_.get(), proxied_source(), out);
 }
 
 void Connection::on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) {
+  if (forwarded_trusted_) {
+    // X-Forwarded-For first (what nginx and HAProxy add); Forwarded only without it. A value
+    // we cannot trust leaves the connection's own client address.
+    std::optional<sockaddr_storage> client;
+    if (!parser.x_forwarded_for().empty()) {
+      client = client_from_x_forwarded_for(parser.x_forwarded_for(), *shared_.trusted_proxies);
+    } else if (!parser.forwarded().empty()) {
+      client = client_from_forwarded(parser.forwarded(), *shared_.trusted_proxies);
+    }
+    if (client) {
+      const std::string text = format_address(reinterpret_cast<const sockaddr*>(&*client));
+      shared_.access_log->log(text, parser, status, body_bytes);
+      return;
+    }
+  }
   shared_.access_log->log(*client_address_, parser, status, body_bytes);
 }
 

@@ -10,11 +10,13 @@
 #include <ctime>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/scoreboard.hpp"
 #include "common/unique_fd.hpp"
+#include "worker/proxy_protocol.hpp"
 #include "worker/request_parser.hpp"
 #include "worker/response.hpp"
 #include "worker/timer_list.hpp"
@@ -54,7 +56,13 @@ struct WorkerShared {
   // Responses produced in one service pass of one connection, sent from here when that
   // connection has no backlog (only what a partial write left is copied to its own buffer).
   std::string batch;
-  AccessLog* access_log = nullptr;                  // null: access log off
+  AccessLog* access_log = nullptr;  // null: access log off
+  // Non-null (and non-empty) only while the access log is on: peers whose X-Forwarded-For or
+  // Forwarded header names the client for the log.
+  const std::vector<common::Cidr>* trusted_proxies = nullptr;
+  // Connections on proxy_protocol listeners closed for a missing or invalid header (this
+  // worker only; shown in the /metrics it answers).
+  std::uint64_t proxy_protocol_errors = 0;
   Observability* observability = nullptr;           // answers the internal endpoints
   std::array<char, kReadBufferSize> read_buffer{};  // llhttp streams: nothing is kept in it
 };
@@ -65,7 +73,9 @@ class Connection final : public EpollSource, private RequestHandler {
   static constexpr std::size_t kMaxBacklog = 64 * 1024;
 
   // `peer`: the client's address from accept (nullptr: asked from the socket when needed).
-  Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer = nullptr);
+  // `proxy_protocol`: the listener expects a PROXY protocol header before the HTTP bytes.
+  Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer = nullptr,
+             bool proxy_protocol = false);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection();
@@ -102,7 +112,18 @@ class Connection final : public EpollSource, private RequestHandler {
   [[nodiscard]] bool input_waiting() const noexcept;
   bool start_linger();
   bool linger();
-  void feed(const char* data, std::size_t length);
+  // False when the connection must close now (an invalid PROXY header).
+  bool feed(const char* data, std::size_t length);
+  bool feed_proxy_header(const char*& data, std::size_t& length);
+  void proxy_header_failed(const char* why);
+  [[nodiscard]] bool awaiting_proxy_header() const noexcept {
+    return proxy_ && proxy_->status() == ProxyHeaderParser::Status::kNeedMore;
+  }
+  // The PROXY header's client address, or nullptr (no header on this listener, or LOCAL).
+  [[nodiscard]] const sockaddr* proxied_source() const noexcept {
+    return proxy_ && proxy_->has_source() ? proxy_->source() : nullptr;
+  }
+  void decide_forwarding_trust(const sockaddr* client);
   void update_state();
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_.size() - sent_ + shared_.batch.size();
@@ -116,9 +137,12 @@ class Connection final : public EpollSource, private RequestHandler {
   std::size_t sent_ = 0;
   TimerNode read_timer_{this};
   TimerNode send_timer_{this};
-  // The client address for the access log (only while it is on). The PROXY protocol (issue 8)
-  // will replace it with the address the proxy reports.
+  // The client address for the access log (only while it is on): the TCP peer, or the address
+  // a PROXY protocol header reports.
   std::unique_ptr<std::string> client_address_;
+  // Listeners with proxy_protocol: parses the header, then keeps the address it reported (freed
+  // when there is none).
+  std::unique_ptr<ProxyHeaderParser> proxy_;
   std::uint64_t timer_request_ = 0;  // parser_.responses() when read_timer_ was armed
   // Edge-triggered: readable until recv() returns less than asked for (the socket is drained;
   // new data brings a new edge) or EAGAIN.
@@ -129,6 +153,7 @@ class Connection final : public EpollSource, private RequestHandler {
   bool want_resume_ = false;
   bool body_progress_ = false;
   bool busy_ = false;
+  bool forwarded_trusted_ = false;  // the client is a trusted proxy: forwarding headers count
 };
 
 }  // namespace prefork::worker

@@ -35,6 +35,7 @@ void epoll_add(int epoll_fd, int fd, std::uint32_t events, EpollSource* source) 
 
 EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
     : config_(ctx.config),
+      client_proxy_protocol_(ctx.client_proxy_protocol),
       slot_(ctx.slot),
       accept_(accept),
       blocked_(worker_signals()),
@@ -47,10 +48,12 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
                                               AccessLog::parse_format(config_.access_log_format),
                                               ctx.slot_index, ::getpid());
     shared_.access_log = access_log_.get();
+    if (!config_.trusted_proxies.empty()) shared_.trusted_proxies = &config_.trusted_proxies;
   }
   if (!config_.healthz_path.empty() || !config_.status_path.empty() ||
       !config_.metrics_path.empty()) {
-    observability_ = std::make_unique<Observability>(ctx, shared_.responses, shared_.draining);
+    observability_ = std::make_unique<Observability>(ctx, shared_.responses, shared_.draining,
+                                                     &shared_.proxy_protocol_errors);
     shared_.observability = observability_.get();
   }
   common::ignore_sigpipe();
@@ -59,7 +62,8 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
   if (!accept_) return;
   spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   for (const common::Listener& listener : ctx.listeners) {
-    listeners_.push_back(std::make_unique<ListenerEntry>(listener.fd.get()));
+    listeners_.push_back(
+        std::make_unique<ListenerEntry>(listener.fd.get(), listener.proxy_protocol));
   }
   set_accepting(true);
 }
@@ -74,7 +78,7 @@ void EventLoop::adopt(common::UniqueFd client) {
   if (flags < 0 || ::fcntl(client.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     throw common::SysError("fcntl(O_NONBLOCK)");
   }
-  add_connection(std::move(client), nullptr);
+  add_connection(std::move(client), nullptr, client_proxy_protocol_);
 }
 
 int EventLoop::run() {
@@ -166,7 +170,8 @@ void EventLoop::accept_from(ListenerEntry& listener) {
     const int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &peer_length,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      add_connection(common::UniqueFd(fd), reinterpret_cast<const sockaddr*>(&peer));
+      add_connection(common::UniqueFd(fd), reinterpret_cast<const sockaddr*>(&peer),
+                     listener.proxy_protocol);
     } else if (!accept_error(errno, listener)) {
       return;
     }
@@ -237,8 +242,8 @@ void EventLoop::update_accepting() {
   set_accepting(want);
 }
 
-void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer) {
-  auto connection = std::make_unique<Connection>(std::move(fd), shared_, peer);
+void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol) {
+  auto connection = std::make_unique<Connection>(std::move(fd), shared_, peer, proxy_protocol);
   epoll_add(epoll_.get(), connection->fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
             connection.get());
   connection->index = connections_.size();

@@ -36,8 +36,10 @@ class EventLoop {
 
  private:
   struct ListenerEntry : EpollSource {
-    explicit ListenerEntry(int listen_fd) : EpollSource(Kind::kListener), fd(listen_fd) {}
+    ListenerEntry(int listen_fd, bool proxy)
+        : EpollSource(Kind::kListener), fd(listen_fd), proxy_protocol(proxy) {}
     int fd;
+    bool proxy_protocol;  // connections start with a PROXY protocol header
     bool registered = false;
   };
   static constexpr int kMaxEvents = 256;
@@ -50,7 +52,7 @@ class EventLoop {
   void shed_one(ListenerEntry& listener);
   void set_accepting(bool on);
   void update_accepting();
-  void add_connection(common::UniqueFd fd, const sockaddr* peer);
+  void add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol);
   void after_service(Connection& connection, bool keep);
   void close_connection(Connection& connection);
   void run_ready_list();
@@ -61,6 +63,7 @@ class EventLoop {
   [[nodiscard]] bool finished() const;
 
   const common::Config& config_;
+  const bool client_proxy_protocol_;  // adopt(): the client came from a proxy_protocol listener
   common::ScoreboardSlot* const slot_;
   const bool accept_;
   common::BlockedSignals blocked_;

@@ -374,39 +374,65 @@ std::string render_metrics(const StatusSnapshot& s) {
   sample("prefork_children_cap_hits_total", "", std::to_string(s.cap_hits));
   family("prefork_fork_failures_total", "counter", "fork() calls that failed.");
   sample("prefork_fork_failures_total", "", std::to_string(s.fork_failures));
+  if (s.proxy_protocol) {
+    family("prefork_proxy_protocol_errors_total", "counter",
+           "Connections closed for a missing or invalid PROXY protocol header, counted by the "
+           "worker in the slot that answered this scrape (resets when it is replaced).");
+    sample("prefork_proxy_protocol_errors_total", "slot=\"" + std::to_string(s.self_slot) + "\"",
+           std::to_string(s.proxy_protocol_errors));
+  }
   return out;
 }
 
 Observability::Observability(const common::ChildContext& ctx, const Responses& responses,
-                             const bool& worker_draining)
+                             const bool& worker_draining,
+                             const std::uint64_t* proxy_protocol_errors)
     : config_(ctx.config),
       scoreboard_(ctx.scoreboard),
       responses_(responses),
-      worker_draining_(worker_draining) {}
+      worker_draining_(worker_draining),
+      proxy_protocol_errors_(proxy_protocol_errors),
+      proxy_protocol_(ctx.client_proxy_protocol),
+      slot_index_(ctx.slot_index) {
+  for (const common::Listener& listener : ctx.listeners) {
+    proxy_protocol_ = proxy_protocol_ || listener.proxy_protocol;
+  }
+}
 
 bool Observability::draining() const {
   return worker_draining_ ||
          (scoreboard_ != nullptr && scoreboard_->header().draining.load(std::memory_order_relaxed));
 }
 
-bool Observability::allowed(int client_fd) const {
+// Conservative behind a PROXY protocol balancer: the balancer (the TCP peer) and the client it
+// reports must both be in status_allow, so neither a forged header from an outside peer nor
+// every client of a balancer on loopback gets in. Forwarding headers never count here.
+bool Observability::allowed(int client_fd, const sockaddr* proxied) const {
   sockaddr_storage peer{};
   socklen_t length = sizeof peer;
   if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return false;
-  return common::any_contains(config_.status_allow, reinterpret_cast<const sockaddr*>(&peer));
+  if (!common::any_contains(config_.status_allow, reinterpret_cast<const sockaddr*>(&peer))) {
+    return false;
+  }
+  return proxied == nullptr || common::any_contains(config_.status_allow, proxied);
 }
 
 EndpointReply Observability::respond(const EndpointRequest& request, int client_fd,
-                                     std::string& out) const {
+                                     const sockaddr* proxied, std::string& out) const {
   constexpr std::string_view kText = "text/plain; charset=utf-8";
   if (request.endpoint == Endpoint::kHealthz) {
     // A load balancer takes us out on the 503; the connection closes so it reconnects elsewhere.
     if (draining()) return reply(503, kText, "draining\n", request, true, out);
     return reply(200, kText, "ok\n", request, false, out);
   }
-  if (!allowed(client_fd)) return reply(403, kText, "Forbidden\n", request, false, out);
-  const StatusSnapshot snapshot =
+  if (!allowed(client_fd, proxied)) return reply(403, kText, "Forbidden\n", request, false, out);
+  StatusSnapshot snapshot =
       take_snapshot(config_, scoreboard_, worker_draining_, common::wall_ms());
+  if (proxy_protocol_ && proxy_protocol_errors_ != nullptr) {
+    snapshot.proxy_protocol = true;
+    snapshot.self_slot = slot_index_;
+    snapshot.proxy_protocol_errors = *proxy_protocol_errors_;
+  }
   if (request.endpoint == Endpoint::kMetrics) {
     return reply(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(snapshot), request,
                  false, out);

@@ -47,6 +47,11 @@ struct StatusSnapshot {
   std::vector<WorkerRow> rows;  // live workers, by slot
   // Restarts and last exits of slots without a live worker count in the totals too.
   std::uint64_t total_restarts = 0;
+  // Some listener has proxy_protocol: the answering worker's own error count is shown (it is
+  // not in the scoreboard, so each scrape sees the worker that happened to answer it).
+  bool proxy_protocol = false;
+  unsigned self_slot = 0;
+  std::uint64_t proxy_protocol_errors = 0;
 };
 
 StatusSnapshot take_snapshot(const common::Config& config, const common::Scoreboard* scoreboard,
@@ -59,16 +64,19 @@ std::string render_metrics(const StatusSnapshot& snapshot);
 class Observability {
  public:
   // `worker_draining` is the worker's own flag (SIGQUIT), read on every /healthz.
+  // `proxy_protocol_errors`: the worker's count (null: not shown).
   Observability(const common::ChildContext& ctx, const Responses& responses,
-                const bool& worker_draining);
+                const bool& worker_draining, const std::uint64_t* proxy_protocol_errors = nullptr);
 
   // Appends the whole response for `request` to `out`; `client_fd` is asked for the peer
-  // address when the endpoint is restricted to status_allow.
-  EndpointReply respond(const EndpointRequest& request, int client_fd, std::string& out) const;
+  // address when the endpoint is restricted to status_allow. `proxied`: the client address a
+  // PROXY protocol header reported (null: none); then both it and the peer must be allowed.
+  EndpointReply respond(const EndpointRequest& request, int client_fd, const sockaddr* proxied,
+                        std::string& out) const;
 
  private:
   [[nodiscard]] bool draining() const;
-  [[nodiscard]] bool allowed(int client_fd) const;
+  [[nodiscard]] bool allowed(int client_fd, const sockaddr* proxied) const;
   EndpointReply reply(int status, std::string_view content_type, std::string_view body,
                       const EndpointRequest& request, bool close, std::string& out) const;
 
@@ -76,6 +84,9 @@ class Observability {
   const common::Scoreboard* scoreboard_;
   const Responses& responses_;
   const bool& worker_draining_;
+  const std::uint64_t* proxy_protocol_errors_;
+  bool proxy_protocol_ = false;  // some listener has proxy_protocol
+  unsigned slot_index_ = 0;
 };
 
 }  // namespace prefork::worker

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "worker/forwarded.hpp"
 #include "worker/http_syntax.hpp"
 
 namespace prefork::worker {
@@ -27,9 +28,12 @@ bool is_ows(char c) {
 }
 
 // The field names the parser looks at, lower case; bit i of a candidate mask = kFieldNames[i].
-constexpr std::array<std::string_view, 4> kFieldNames{"host", "expect", "referer", "user-agent"};
+constexpr std::array<std::string_view, 6> kFieldNames{"host",       "expect",          "referer",
+                                                      "user-agent", "x-forwarded-for", "forwarded"};
 constexpr std::uint8_t kHostBit = 1U << 0;
 constexpr std::uint8_t kExpectBit = 1U << 1;
+constexpr std::uint8_t kLoggedBits = 1U << 2 | 1U << 3;     // referer, user-agent
+constexpr std::uint8_t kForwardedBits = 1U << 4 | 1U << 5;  // x-forwarded-for, forwarded
 constexpr std::string_view kContinueExpectation = "100-continue";
 
 // True when the query string has a format=json parameter.
@@ -89,6 +93,18 @@ void RequestParser::set_handler(RequestHandler* handler, bool log_requests) {
     if (!paths[i].empty()) endpoint_paths_ = static_cast<std::uint8_t>(endpoint_paths_ | 1U << i);
   }
   if (log_requests_) scratch();
+}
+
+void RequestParser::capture_forwarded(bool on) {
+  capture_forwarded_ = on;
+  if (on) scratch();
+}
+
+std::string_view RequestParser::x_forwarded_for() const noexcept {
+  return scratch_ ? std::string_view(scratch_->x_forwarded_for) : std::string_view();
+}
+std::string_view RequestParser::forwarded() const noexcept {
+  return scratch_ ? std::string_view(scratch_->forwarded) : std::string_view();
 }
 
 RequestParser::Scratch& RequestParser::scratch() {
@@ -318,6 +334,10 @@ void RequestParser::start_request() {
       scratch_->referer.clear();
       scratch_->user_agent.clear();
     }
+    if (capture_forwarded_) {
+      scratch_->x_forwarded_for.clear();
+      scratch_->forwarded.clear();
+    }
   }
 }
 
@@ -423,7 +443,7 @@ int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t l
     return parser.reject(ErrorStatus::k431);
   }
   // Matched as it arrives, so a name split across reads needs no copy. The first byte picks
-  // the one name it can be (the four differ there), so at most one is compared.
+  // the one name it can be (the six differ there), so at most one is compared.
   if (parser.field_length_ == 0 && length > 0) {
     std::uint8_t first = 0;
     switch (to_lower(at[0])) {
@@ -431,11 +451,16 @@ int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t l
       case 'e': first = kExpectBit; break;
       case 'r': first = 1U << 2; break;
       case 'u': first = 1U << 3; break;
+      case 'x': first = 1U << 4; break;
+      case 'f': first = 1U << 5; break;
       default: break;
     }
-    const std::uint8_t allowed = parser.phase_ != Phase::kHead ? 0  // trailers: none of ours
-                                 : parser.log_requests_        ? 0xF
-                                                               : kHostBit | kExpectBit;
+    const std::uint8_t allowed =
+        parser.phase_ != Phase::kHead  // trailers: none of ours
+            ? 0
+            : static_cast<std::uint8_t>(kHostBit | kExpectBit |
+                                        (parser.log_requests_ ? kLoggedBits : 0) |
+                                        (parser.capture_forwarded_ ? kForwardedBits : 0));
     parser.field_candidates_ = static_cast<std::uint8_t>(first & allowed);
   }
   std::uint8_t candidates = parser.field_candidates_;
@@ -479,6 +504,17 @@ int RequestParser::on_header_field_complete(llhttp_t* http) {
       break;
     case Field::kReferer: parser.scratch_->referer.clear(); break;
     case Field::kUserAgent: parser.scratch_->user_agent.clear(); break;
+    // Several lines of a list field make one list: joined with ','.
+    case Field::kXForwardedFor:
+      if (!parser.scratch_->x_forwarded_for.empty()) {
+        append_bounded(parser.scratch_->x_forwarded_for, ",", 1, kMaxForwardedBytes + 1);
+      }
+      break;
+    case Field::kForwarded:
+      if (!parser.scratch_->forwarded.empty()) {
+        append_bounded(parser.scratch_->forwarded, ",", 1, kMaxForwardedBytes + 1);
+      }
+      break;
     case Field::kOther: break;
   }
   parser.field_length_ = 0;
@@ -516,6 +552,13 @@ int RequestParser::on_header_value(llhttp_t* http, const char* at, std::size_t l
       break;
     case Field::kUserAgent:
       append_bounded(parser.scratch_->user_agent, at, length, kMaxLoggedField);
+      break;
+    // One byte over the bound marks a value too long to trust (forwarded.hpp).
+    case Field::kXForwardedFor:
+      append_bounded(parser.scratch_->x_forwarded_for, at, length, kMaxForwardedBytes + 1);
+      break;
+    case Field::kForwarded:
+      append_bounded(parser.scratch_->forwarded, at, length, kMaxForwardedBytes + 1);
       break;
     case Field::kOther: break;
   }

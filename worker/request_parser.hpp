@@ -94,6 +94,14 @@ class RequestParser {
   // to this (or with nullptr) the parser does neither and costs nothing for them.
   void set_handler(RequestHandler* handler, bool log_requests);
 
+  // Captures X-Forwarded-For and Forwarded (bounded; several lines joined with ',') for the
+  // access log of a connection from a trusted proxy. Off by default: costs nothing then.
+  void capture_forwarded(bool on);
+  // The captured values of the request last answered (empty when not captured). A value longer
+  // than kMaxForwardedBytes (forwarded.hpp) is cut one byte over it: too long to trust.
+  [[nodiscard]] std::string_view x_forwarded_for() const noexcept;
+  [[nodiscard]] std::string_view forwarded() const noexcept;
+
   // The request last answered, as far as it was received (access log on only; else empty).
   [[nodiscard]] std::string_view request_line() const noexcept;
   [[nodiscard]] std::string_view referer() const noexcept;
@@ -109,7 +117,15 @@ class RequestParser {
   [[nodiscard]] int last_status() const noexcept { return last_status_; }
 
  private:
-  enum class Field : std::uint8_t { kOther, kHost, kExpect, kReferer, kUserAgent };
+  enum class Field : std::uint8_t {
+    kOther,
+    kHost,
+    kExpect,
+    kReferer,
+    kUserAgent,
+    kXForwardedFor,
+    kForwarded
+  };
   enum class Kind : std::uint8_t { kHello, kOptions, kNotAllowed, kEndpoint };
   enum class ExpectState : std::uint8_t { kLeading, kMatching, kTrailing, kBad };
   static constexpr std::size_t kMaxHostLength = 272;   // 253-byte name or IPv6 literal + port
@@ -125,6 +141,8 @@ class RequestParser {
     std::string request_line;
     std::string referer;
     std::string user_agent;
+    std::string x_forwarded_for;
+    std::string forwarded;
   };
 
   static const llhttp_settings_t kSettings;
@@ -213,6 +231,7 @@ class RequestParser {
   std::uint8_t endpoint_paths_ = 0;  // bits of the configured (non-empty) paths
   bool in_query_ = false;
   bool log_requests_ = false;
+  bool capture_forwarded_ = false;
   std::uint8_t line_part_ = 0;       // access log: 0 method, 1 target, 2 version received
   std::uint16_t target_length_ = 0;  // path bytes matched so far (saturating)
   Endpoint endpoint_ = Endpoint::kHealthz;
