@@ -34,8 +34,8 @@ wait_for() {
 }
 http_ok() { [ "$(curl -s -m 2 "http://127.0.0.1:$1/")" = "Hello, World!" ]; }
 
-set -- $(free_ports 5)
-b1=$1 b2=$2 b3=$3 front=$4 nginx_front=$5
+set -- $(free_ports 7)
+b1=$1 b2=$2 b3=$3 front=$4 nginx_front=$5 pp_backend=$6 pp_front=$7
 start_backend() {  # NAME PORT EXTRA-SETTINGS...
   name=$1 port=$2; shift 2
   "$bin" --listen "127.0.0.1:$port" --workers 2 --set drain_delay=2 --set graceful_timeout=10 \
@@ -118,4 +118,38 @@ retried=$(grep -c "upstream prematurely closed\|Connection reset by peer" "$tmp/
 echo "nginx met $retried closed or reset upstream connection(s) and retried them"
 check_load "$tmp/nginx-load.json" "through nginx (backend keepalive_timeout 1 s, idle gaps 1.3 s)" \
   || fail "requests failed through nginx"
+
+# ---- HAProxy send-proxy-v2: the access log names the real client --------------------------------
+for n in web1 web2 web3; do stop_backend $n; done
+kill -TERM "$nginx_pid"; wait "$nginx_pid" || true
+# user = "root": the workers write the access log in this root-only temporary directory.
+"$bin" --workers 2 \
+  --set "listen=[{ address = \"127.0.0.1:$pp_backend\", proxy_protocol = true }]" \
+  --set "access_log=\"$tmp/access.json\"" --set 'access_log_format="json"' --set 'user="root"' \
+  >>"$tmp/pp.log" 2>&1 &
+pids="$pids $!"
+wait_for grep -q "ready:" "$tmp/pp.log" || fail "the PROXY protocol backend did not start"
+cat >"$tmp/haproxy-pp.cfg" <<CFG
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend http
+    bind 127.0.0.1:$pp_front
+    default_backend prefork
+backend prefork
+    server web1 127.0.0.1:$pp_backend send-proxy-v2
+CFG
+haproxy -db -f "$tmp/haproxy-pp.cfg" >"$tmp/haproxy-pp.log" 2>&1 &
+pp_haproxy=$!
+pids="$pids $pp_haproxy"
+# The client connects from 127.0.0.7; HAProxy reaches the backend from 127.0.0.1.
+wait_for sh -c "[ \"\$(curl -s -m 2 --interface 127.0.0.7 http://127.0.0.1:$pp_front/proxied)\" = 'Hello, World!' ]" \
+  || fail "no answer through haproxy send-proxy-v2"
+wait_for grep -q 'GET /proxied' "$tmp/access.json" || fail "no access log line for the proxied request"
+grep 'GET /proxied' "$tmp/access.json" | head -1
+grep 'GET /proxied' "$tmp/access.json" | grep -q '127.0.0.7' \
+  || fail "the access log does not name the real client 127.0.0.7"
+echo "PROXY protocol v2 from haproxy: the access log names the real client 127.0.0.7"
 echo "1 passed, 0 failed"
