@@ -1,6 +1,7 @@
 #include "master/supervisor.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@ using common::monotonic_ms;
 
 constexpr Millis kMaintenanceInterval = 1'000;  // hung checks, recycling, backoff wake-ups
 constexpr Millis kMaxForkBackoff = 2'000;
+constexpr Millis kAcceptPause = 100;  // after EMFILE/ENFILE/ENOBUFS/ENOMEM from accept4
 
 const sigset_t& master_signals() {
   static const sigset_t set = common::make_sigset(
@@ -58,7 +60,8 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
       options_(options),
       scoreboard_(std::make_unique<common::Scoreboard>(options.scoreboard_slots)),
       table_(options.scoreboard_slots, options.respawn),
-      epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+      epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
   if (!epoll_) throw common::SysError("epoll_create1");
   // Blocked before any child exists, so no signal is ever handled in signal context.
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &master_signals(), nullptr); err != 0) {
@@ -294,16 +297,15 @@ void Supervisor::accept_connections() {
     if (now < fork_retry_at_) return;
     serve_in_child(std::move(pending_client_), pending_client_ip_, pending_client_proxy_);
   }
+  if (now < accept_paused_until_) return;
   for (const int fd : readable_listeners_) {
-    while (below_child_cap() && !pending_client_) {
+    while (below_child_cap() && !pending_client_ && now >= accept_paused_until_) {
       sockaddr_storage addr{};
       socklen_t len = sizeof addr;
       common::UniqueFd client(
           ::accept4(fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!client) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-          spdlog::error("accept4: {}", common::errno_text(errno));
-        }
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) on_accept_error(fd, errno);
         break;
       }
       const std::string ip = peer_ip(addr, len);
@@ -479,6 +481,25 @@ bool Supervisor::below_child_cap() const {
   return connection_children_.size() < config_.max_children;
 }
 
+// Out of descriptors (or kernel memory): retrying at once would spin on a readable listener.
+// Shed one waiting client through the spare descriptor, so it is closed rather than left
+// hanging, and stop accepting for a moment; one log line per interval.
+void Supervisor::on_accept_error(int listener_fd, int err) {
+  const Millis now = monotonic_ms();
+  const bool out_of_fds = err == EMFILE || err == ENFILE;
+  if (out_of_fds && spare_fd_) {
+    spare_fd_.reset();
+    common::UniqueFd shed(::accept4(listener_fd, nullptr, nullptr, SOCK_CLOEXEC));
+    shed.reset();
+    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  }
+  accept_paused_until_ = now + kAcceptPause;
+  if (accept_error_log_.allow(now)) {
+    spdlog::error("accept4: {}; pausing accepts for {} ms ({} more suppressed)",
+                  common::errno_text(err), kAcceptPause, accept_error_log_.suppressed());
+  }
+}
+
 bool Supervisor::proxy_protocol_of(int listener_fd) const {
   for (const auto& l : listeners_) {
     if (l.fd.get() == listener_fd) return l.proxy_protocol;
@@ -542,7 +563,8 @@ void Supervisor::on_connection_child_exit(pid_t pid, int status) {
 
 void Supervisor::update_accept_interest() {
   set_accept_interest(serving() && config_.mode == common::Mode::kPerConnection &&
-                      below_child_cap() && !pending_client_);
+                      monotonic_ms() >= accept_paused_until_ && below_child_cap() &&
+                      !pending_client_);
 }
 
 // At the cap the listeners leave the epoll set: connections wait in the kernel backlog.
@@ -630,6 +652,7 @@ void Supervisor::watch(int fd, std::uint32_t events) {
 
 void Supervisor::drop_master_fds() {
   epoll_.reset();
+  spare_fd_.reset();
   signal_fd_.reset();
   pending_client_.reset();
 }
@@ -656,6 +679,7 @@ Millis Supervisor::next_wakeup(Millis now) const {
   }
   if (retire_pending_ || !ready_notified_) next = std::min(next, now + 20);  // watch boot closely
   if (pending_client_) next = std::min(next, fork_retry_at_);
+  if (accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
   return next;
 }
 

@@ -80,6 +80,7 @@ class Supervisor {
   // Per-connection mode.
   void serve_in_child(common::UniqueFd client, const std::string& client_ip, bool proxy_protocol);
   [[nodiscard]] bool proxy_protocol_of(int listener_fd) const;
+  void on_accept_error(int listener_fd, int err);
   void on_connection_child_exit(pid_t pid, int status);
   void update_accept_interest();
   void set_accept_interest(bool want);
@@ -112,6 +113,7 @@ class Supervisor {
   WorkerTable table_;
   common::UniqueFd epoll_;
   common::UniqueFd signal_fd_;
+  common::UniqueFd spare_fd_;  // given up on EMFILE to accept-and-close one waiting client
 
   std::unordered_map<pid_t, ConnectionChild> connection_children_;
   std::unordered_map<std::string, unsigned> children_per_ip_;
@@ -123,6 +125,8 @@ class Supervisor {
   Millis fork_retry_at_ = 0;
   Millis fork_backoff_ = 0;
   common::RateLimiter fork_failure_log_{5'000};
+  common::RateLimiter accept_error_log_{5'000};
+  Millis accept_paused_until_ = 0;
 
   Phase phase_ = Phase::kServing;
   Millis stop_deadline_ = 0;
