@@ -264,7 +264,10 @@ void EventLoop::after_service(Connection& connection, bool keep) {
 void EventLoop::close_connection(Connection& connection) {
   connection.close();
   if (connection.in_ready_list) {
-    ready_.erase(std::find(ready_.begin(), ready_.end(), &connection));
+    // Not in ready_ while run_ready_list() holds it in its batch: that batch skips closed ones.
+    if (auto it = std::find(ready_.begin(), ready_.end(), &connection); it != ready_.end()) {
+      ready_.erase(it);
+    }
     connection.in_ready_list = false;
   }
   const std::size_t index = connection.index;
@@ -282,7 +285,11 @@ void EventLoop::run_ready_list() {
     connection->in_ready_list = false;
     after_service(*connection, connection->resume());
   }
-  if (ready_.empty() && ready_.capacity() < batch.capacity()) batch.swap(ready_);
+  // Keep the larger buffer for the next pass, emptied: its entries were all just served.
+  if (ready_.empty() && ready_.capacity() < batch.capacity()) {
+    batch.clear();
+    batch.swap(ready_);
+  }
 }
 
 void EventLoop::expire_timers() {

@@ -39,7 +39,8 @@ using Clock = std::chrono::steady_clock;
 [[noreturn]] void exec_server(const std::vector<std::string>& argv, const std::string& log_path,
                               const std::vector<std::string>& env) {
   for (const auto& entry : env) ::putenv(const_cast<char*>(entry.c_str()));
-  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  // CLOEXEC: the server gets the log as stdout/stderr only, not as an extra descriptor.
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   ::dup2(log_fd, STDOUT_FILENO);
   ::dup2(log_fd, STDERR_FILENO);
   std::vector<char*> raw;
