@@ -25,9 +25,15 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 64; ++i) {
       const pid_t pid = ::fork();
       if (pid == 0) ::_exit(0);
-      if (pid < 0) { std::perror("fork"); return 1; }
+      if (pid < 0) {
+        std::perror("fork");
+        return 1;
+      }
       int status = 0;
-      if (::waitpid(pid, &status, 0) != pid) { std::perror("waitpid"); return 1; }
+      if (::waitpid(pid, &status, 0) != pid) {
+        std::perror("waitpid");
+        return 1;
+      }
       ++count;
     }
   }

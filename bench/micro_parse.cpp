@@ -46,15 +46,21 @@ void run(benchmark::State& state, std::string_view request, int pipelined) {
   }
   if (parser.last_status() != 200 || parser.closing()) state.SkipWithError("unexpected response");
   state.SetItemsProcessed(state.iterations() * pipelined);
-  state.counters["ns_per_request"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * pipelined,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_request"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * pipelined,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["out_bytes"] = static_cast<double>(out.size());
 }
 
-void BM_ParseRespond_1(benchmark::State& state) { run(state, kWrkRequest, 1); }
-void BM_ParseRespond_16_Pipelined(benchmark::State& state) { run(state, kWrkRequest, 16); }
-void BM_ParseRespond_Curl_1(benchmark::State& state) { run(state, kCurlRequest, 1); }
+void BM_ParseRespond_1(benchmark::State& state) {
+  run(state, kWrkRequest, 1);
+}
+void BM_ParseRespond_16_Pipelined(benchmark::State& state) {
+  run(state, kWrkRequest, 16);
+}
+void BM_ParseRespond_Curl_1(benchmark::State& state) {
+  run(state, kCurlRequest, 1);
+}
 
 // A fresh parser per request: the cost a connection-per-request client adds on top.
 void BM_NewParser_ParseRespond_1(benchmark::State& state) {

@@ -7,9 +7,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <cerrno>
 #include <cstring>
-#include <spdlog/spdlog.h>
 
 #include "common/sys_error.hpp"
 
@@ -58,11 +58,9 @@ ChildCredentials resolve_child_credentials(const common::Config& config, bool as
   passwd pw{};
   std::vector<char> pw_buffer;
   int err = 0;
-  if (!lookup(
-          [&](passwd* e, char* b, std::size_t n, passwd** r) {
-            return ::getpwnam_r(config.user.c_str(), e, b, n, r);
-          },
-          pw, pw_buffer, err)) {
+  if (!lookup([&](passwd* e, char* b, std::size_t n,
+                  passwd** r) { return ::getpwnam_r(config.user.c_str(), e, b, n, r); },
+              pw, pw_buffer, err)) {
     unknown(config, "user", config.user, "user", err);
   }
   c.uid = pw.pw_uid;
@@ -70,11 +68,9 @@ ChildCredentials resolve_child_credentials(const common::Config& config, bool as
   if (!config.group.empty()) {
     group gr{};
     std::vector<char> gr_buffer;
-    if (!lookup(
-            [&](group* e, char* b, std::size_t n, group** r) {
-              return ::getgrnam_r(config.group.c_str(), e, b, n, r);
-            },
-            gr, gr_buffer, err)) {
+    if (!lookup([&](group* e, char* b, std::size_t n,
+                    group** r) { return ::getgrnam_r(config.group.c_str(), e, b, n, r); },
+                gr, gr_buffer, err)) {
       unknown(config, "group", config.group, "group", err);
     }
     c.gid = gr.gr_gid;
@@ -100,12 +96,12 @@ ChildCredentials resolve_child_credentials(const common::Config& config, bool as
 
 void log_child_credentials(const ChildCredentials& c, bool as_root) {
   if (!as_root) {
-    spdlog::debug("not started as root: children keep uid {} (user/group not applied)",
-                  ::getuid());
+    spdlog::debug("not started as root: children keep uid {} (user/group not applied)", ::getuid());
   } else if (c.root_opt_in) {
-    spdlog::warn("user = \"{}\": children run as root (explicit opt-in); any flaw in request "
-                 "handling runs with full privileges",
-                 c.user);
+    spdlog::warn(
+        "user = \"{}\": children run as root (explicit opt-in); any flaw in request "
+        "handling runs with full privileges",
+        c.user);
   } else if (c.drop) {
     spdlog::info("children run as user {} (uid {}), group {} (gid {})", c.user, c.uid,
                  c.group.empty() ? "<primary>" : c.group, c.gid);
@@ -116,11 +112,11 @@ void prepare_log_files_for_children(const common::Config& config, const ChildCre
   if (!c.drop) return;
   for (const std::string* path : {&config.error_log, &config.access_log}) {
     if (path->empty() || path->front() != '/') continue;  // "stderr", "off"
-    const int fd = ::open(path->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
-                                             O_NOFOLLOW, 0640);
+    const int fd = ::open(path->c_str(),
+                          O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0640);
     if (fd < 0 || ::fchown(fd, c.uid, c.gid) != 0) {
-      spdlog::warn("cannot hand log file {} to user {}: {}; children may fail to reopen it",
-                   *path, c.user, common::errno_text(errno));
+      spdlog::warn("cannot hand log file {} to user {}: {}; children may fail to reopen it", *path,
+                   c.user, common::errno_text(errno));
     }
     if (fd >= 0) ::close(fd);
   }

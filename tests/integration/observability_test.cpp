@@ -38,13 +38,6 @@ std::size_t count(const std::string& text, const std::string& what) {
   return n;
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
 // A strict JSON syntax check (RFC 8259), enough to tell that a document parses.
 class JsonChecker {
  public:
@@ -296,16 +289,6 @@ TEST(Metrics, PromtoolAcceptsTheExposition) {
   const int status = ::pclose(pipe);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out << "\n" << r.body;
   EXPECT_EQ(out, "") << r.body;  // no lint findings either
-}
-
-// Polls `path` until it has at least `lines` lines (the worker flushes once a second).
-bool wait_for_lines(const std::string& path, std::size_t lines, Duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (lines_of(read_file(path)).size() >= lines) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
 }
 
 TEST(AccessLog, CombinedLines) {

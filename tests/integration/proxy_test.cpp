@@ -28,22 +28,6 @@ std::string file_writing_user() {
   return ::geteuid() == 0 ? "user = \"root\"\n" : "";
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-bool wait_for_lines(const std::string& path, std::size_t lines, Duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (lines_of(read_file(path)).size() >= lines) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
-}
-
 std::string be16(std::size_t value) {
   return {static_cast<char>(value >> 8U), static_cast<char>(value & 0xFFU)};
 }

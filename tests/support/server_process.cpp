@@ -76,6 +76,22 @@ std::string read_file(const std::string& path) {
   return out.str();
 }
 
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+bool wait_for_lines(const std::string& path, std::size_t lines, Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (lines_of(read_file(path)).size() >= lines) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
 ServerProcess::ServerProcess(ServerOptions options) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   std::vector<std::string> argv = options.wrapper;

@@ -37,6 +37,10 @@ class TempDir {
 };
 
 std::string read_file(const std::string& path);
+// The lines of `text`, without their newlines.
+std::vector<std::string> lines_of(const std::string& text);
+// Polls `path` until it has at least `lines` lines (workers flush logs once a second).
+bool wait_for_lines(const std::string& path, std::size_t lines, Duration timeout = 5s);
 
 struct ServerOptions {
   std::vector<std::string> args;       // besides --listen and the log redirection
