@@ -554,6 +554,12 @@ TEST_F(WorkerServeTest, ClientThatNeverReadsIsDroppedAfterSendTimeout) {
 // Out of descriptors: the waiting client is shed (it sees the connection end rather than hang),
 // the worker keeps serving its connections and accepts again once descriptors are free.
 TEST_F(WorkerServeTest, DescriptorExhaustionShedsTheWaitingClient) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The worker gets room for exactly four descriptors; the sanitizer runtimes need some of their
+  // own (reading /proc/self/maps to report), which makes their reports here meaningless. The
+  // normal build runs this test, and the hardening tests cover exhaustion with more headroom.
+  GTEST_SKIP() << "descriptor budget too tight for the sanitizer runtime";
+#endif
   listeners_ = common::open_listeners({"127.0.0.1:0"});
   const std::string& bound = listeners_.front().bound;
   port_ = static_cast<std::uint16_t>(std::stoi(bound.substr(bound.rfind(':') + 1)));
