@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "tests/support/server_process.hpp"
+#include "tests/support/shared_server_suite.hpp"
 
 namespace prefork::testing {
 namespace {
@@ -170,21 +171,10 @@ void report(const std::string& key, const std::string& value) {
 
 // ---- one shared server for the request-level attacks -------------------------------------------
 
-class Hardening : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { server_ = new ServerProcess({.args = {"--workers", "2"}}); }
-  static void TearDownTestSuite() {
-    server_->signal(SIGTERM);
-    const auto status = server_->wait_exit(10s);
-    EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
-    EXPECT_THAT(server_->unexpected_errors(), IsEmpty());
-    delete server_;
-    EXPECT_EQ(reap_zombies(), 0);
-  }
-  static std::uint16_t port() { return server_->port(); }
-  static ServerProcess* server_;
+class Hardening : public SharedServerSuite<Hardening> {
+ public:
+  static ServerOptions server_options() { return {.args = {"--workers", "2"}}; }
 };
-ServerProcess* Hardening::server_ = nullptr;
 
 struct Attack {
   const char* name;

@@ -1,33 +1,19 @@
 // The HTTP contract (design §4) against the real binary over loopback.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 
 #include "tests/support/server_process.hpp"
+#include "tests/support/shared_server_suite.hpp"
 
 namespace prefork::testing {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-
-class Http : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    server_ = new ServerProcess({.args = {"--workers", "2", "--set", "max_body_bytes=2097152"}});
+class Http : public SharedServerSuite<Http> {
+ public:
+  static ServerOptions server_options() {
+    return {.args = {"--workers", "2", "--set", "max_body_bytes=2097152"}};
   }
-  static void TearDownTestSuite() {
-    server_->signal(SIGTERM);
-    const auto status = server_->wait_exit(10s);
-    EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
-    EXPECT_THAT(server_->unexpected_errors(), IsEmpty());
-    delete server_;
-    EXPECT_EQ(reap_zombies(), 0);
-  }
-  static std::uint16_t port() { return server_->port(); }
-  static ServerProcess* server_;
 };
-ServerProcess* Http::server_ = nullptr;
 
 void expect_hello(const Response& r) {
   EXPECT_EQ(r.status_line, "HTTP/1.1 200 OK");

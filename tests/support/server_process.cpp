@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -14,6 +15,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -351,6 +353,10 @@ std::string Response::header(const std::string& name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
+bool Response::has_header_line(const std::string& line) const {
+  return head.find("\r\n" + line + "\r\n") != std::string::npos;
+}
+
 Client::Client(std::uint16_t port, const std::string& host) {
   const bool v6 = host.find(':') != std::string::npos;
   fd_.reset(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -372,6 +378,8 @@ Client::Client(std::uint16_t port, const std::string& host) {
   if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     throw std::runtime_error("connect to " + host + ":" + std::to_string(port) + " failed");
   }
+  const int one = 1;
+  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 Client Client::unix_socket(const std::string& path) {
@@ -418,6 +426,7 @@ Response Client::read_response(bool head_request, Duration timeout) {
     if (!fill(remaining())) throw std::runtime_error("no complete response head; got: " + buffer_);
   }
   Response r;
+  r.head = buffer_.substr(0, end + 4);
   std::istringstream head(buffer_.substr(0, end));
   std::getline(head, r.status_line);
   if (!r.status_line.empty() && r.status_line.back() == '\r') r.status_line.pop_back();
@@ -447,12 +456,18 @@ Response Client::read_response(bool head_request, Duration timeout) {
 }
 
 bool Client::wait_closed(Duration timeout) {
-  pollfd p{fd_.get(), POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
-  char c = 0;
-  const ssize_t n = ::recv(fd_.get(), &c, 1, 0);
-  if (n > 0) buffer_.push_back(c);
-  return n <= 0 && buffer_.empty();
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
+    char buf[4096];
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return buffer_.empty();
+    if (n < 0) return false;  // an error, not a close
+    buffer_.append(buf, static_cast<std::size_t>(n));
+  }
 }
 
 std::string Client::read_all(Duration timeout) {

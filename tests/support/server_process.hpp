@@ -109,10 +109,15 @@ struct Response {
   int status = 0;
   std::string status_line;
   std::map<std::string, std::string> headers;  // lower-case names
+  std::string head;  // as received: status line and headers, up to and including the blank line
   std::string body;
   [[nodiscard]] std::string header(const std::string& name) const;
+  // True when `line` ("Name: value", exactly as sent) is one of the header lines.
+  [[nodiscard]] bool has_header_line(const std::string& line) const;
 };
 
+// A test client whose every wait is bounded. Over TCP its small writes go out at once
+// (TCP_NODELAY: no Nagle wait for the peer's acknowledgement).
 class Client {
  public:
   explicit Client(std::uint16_t port, const std::string& host = "127.0.0.1");
@@ -122,15 +127,19 @@ class Client {
   void shutdown_write() const;
   // Reads one response (HEAD: no body). Throws std::runtime_error on timeout/EOF/garbage.
   Response read_response(bool head_request = false, Duration timeout = kIoTimeout);
-  // True when the peer closes the connection (EOF or reset) within `timeout` with no more bytes.
+  // True when the peer closes the connection (EOF or reset) within `timeout` and nothing was
+  // received but not yet read; bytes that arrive first are kept (see pending()) and make it false.
   bool wait_closed(Duration timeout = kIoTimeout);
   // Everything until the peer closes (or timeout).
   std::string read_all(Duration timeout = kIoTimeout);
+  // Reads more bytes into the buffer; false on EOF, error or timeout.
+  bool fill(Duration timeout = kIoTimeout);
+  // Bytes received but not consumed by a read yet.
+  [[nodiscard]] const std::string& pending() const { return buffer_; }
   [[nodiscard]] int fd() const { return fd_.get(); }
 
  private:
   explicit Client(common::UniqueFd fd) : fd_(std::move(fd)) {}
-  bool fill(Duration timeout);
   common::UniqueFd fd_;
   std::string buffer_;
 };
