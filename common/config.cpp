@@ -18,7 +18,12 @@ constexpr std::string_view kCommandLine = "command line";
 std::string where(const toml::node& node) {
   const auto& src = node.source();
   std::string text = src.path ? *src.path : std::string("<unknown>");
-  if (text != kCommandLine && src.begin.line > 0) text += ":" + std::to_string(src.begin.line);
+  if (text != kCommandLine && src.begin.line > 0) {
+    // Appended piece by piece: `"literal" + std::string` trips GCC 12's -Wrestrict false
+    // positive at -O3 (GCC bug 105651), and warnings are errors.
+    text += ':';
+    text += std::to_string(src.begin.line);
+  }
   return text;
 }
 
