@@ -42,14 +42,19 @@ std::optional<int> read_signal(int signal_fd) {
   }
 }
 
-void reset_signals_after_fork() {
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
+void restore_default_dispositions() {
   for (int signo = 1; signo < NSIG; ++signo) {
-    if (signo == SIGKILL || signo == SIGSTOP) continue;
-    ::sigaction(signo, &dfl, nullptr);  // fails harmlessly for the reserved real-time signals
+    struct sigaction current {};
+    // Fails harmlessly for SIGKILL/SIGSTOP and the reserved real-time signals.
+    if (::sigaction(signo, nullptr, &current) != 0 || current.sa_handler != SIG_IGN) continue;
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    ::sigaction(signo, &dfl, nullptr);
   }
+}
+
+void reset_signals_after_fork() {
   const sigset_t blocked = child_signals();
   ::pthread_sigmask(SIG_SETMASK, &blocked, nullptr);
 }

@@ -37,10 +37,17 @@ UniqueFd open_signalfd(const sigset_t& set);
 // Next pending signal from a signalfd, or nullopt when none is left.
 std::optional<int> read_signal(int signal_fd);
 
-// In a freshly forked child: default dispositions, and a mask holding only the signals the
-// master sends children (drain, stop, INT, reopen, HUP). They stay blocked because a child
-// reads them through its own signalfd: one that arrives before the child is ready waits for it
-// instead of killing it. A child that wants default actions unblocks them itself.
+// Once, at master startup: any signal our parent left ignored (nohup, some init scripts) goes
+// back to its default action. Ignoring survives exec and fork; handlers do not survive exec.
+// The master installs no handlers (it reads signals through a signalfd) and ignores only
+// SIGPIPE, so after this its children inherit default dispositions and need not reset all 64
+// signals themselves after every fork (64 syscalls per connection in per-connection mode).
+void restore_default_dispositions();
+
+// In a freshly forked child: a mask holding only the signals the master sends children (drain,
+// stop, INT, reopen, HUP). They stay blocked because a child reads them through its own
+// signalfd: one that arrives before the child is ready waits for it instead of killing it. A
+// child that wants default actions unblocks them itself.
 void reset_signals_after_fork();
 
 // The signals a child keeps blocked after fork (see above).

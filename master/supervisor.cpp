@@ -67,6 +67,7 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &master_signals(), nullptr); err != 0) {
     throw common::SysError("pthread_sigmask", err);
   }
+  common::restore_default_dispositions();
   common::ignore_sigpipe();
   signal_fd_ = common::open_signalfd(master_signals());
   watch(signal_fd_.get(), EPOLLIN);

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <thread>
 
@@ -69,6 +70,34 @@ TEST(Lifecycle, AKilledWorkerIsReplacedWithinOneSecond) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(fetch(server.port(), get_request()).status, 200);
   EXPECT_EQ(server.open_fd_count(), fds_before);
   EXPECT_THAT(server.unexpected_errors({"killed by SIGKILL"}), IsEmpty());
+}
+
+// The SigIgn mask of a process, from /proc/PID/status (bit N-1 = signal N).
+std::uint64_t ignored_signals(pid_t pid) {
+  for (const std::string& line : lines_of(read_file("/proc/" + std::to_string(pid) + "/status"))) {
+    if (line.rfind("SigIgn:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+  }
+  return ~0ULL;
+}
+
+TEST(Lifecycle, UnderNohupEveryProcessIgnoresOnlySigpipeAndHupStillReloads) {
+  // nohup leaves SIGHUP ignored, and ignoring survives exec and fork. The master restores the
+  // defaults once at startup (children no longer reset dispositions themselves), so neither it
+  // nor any worker, including those forked by a reload, may still ignore SIGHUP.
+  ServerProcess server({.config = "workers = 1\n", .wrapper = {"/usr/bin/nohup"}});
+  const std::uint64_t only_sigpipe = 1ULL << (SIGPIPE - 1);
+  const auto before = server.children();
+  ASSERT_EQ(before.size(), 1U);
+  EXPECT_EQ(ignored_signals(server.pid()), only_sigpipe);
+  EXPECT_EQ(ignored_signals(before[0]), only_sigpipe);
+
+  server.dir().write("server.conf", "workers = 2\n");
+  const std::size_t mark = server.log().size();
+  server.signal(SIGHUP);
+  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", 5s, mark));
+  ASSERT_TRUE(server.wait_for_children(2, 5s, before));
+  for (const pid_t w : server.children()) EXPECT_EQ(ignored_signals(w), only_sigpipe);
+  EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");
 }
 
 TEST(Lifecycle, KillingTheMasterTakesEveryWorkerWithIt) {
