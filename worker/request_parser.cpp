@@ -309,6 +309,7 @@ void RequestParser::start_request() {
   kind_ = Kind::kHello;
   head_method_ = false;
   keep_alive_ = false;
+  client_closes_ = false;
   version_seen_ = false;
   continue_pending_ = false;
   body_started_ = false;
@@ -657,8 +658,11 @@ int RequestParser::headers_complete() {
     default: kind_ = Kind::kNotAllowed;
   }
   // We speak no other protocol: after CONNECT or an Upgrade request the connection ends.
-  keep_alive_ =
-      llhttp_should_keep_alive(&http_) != 0 && http_.upgrade == 0 && http_.method != HTTP_CONNECT;
+  const bool client_keeps_alive = llhttp_should_keep_alive(&http_) != 0;
+  const bool other_protocol = http_.upgrade != 0 || http_.method == HTTP_CONNECT;
+  keep_alive_ = client_keeps_alive && !other_protocol;
+  // One switching protocols may send its bytes at once; one that said close sends nothing more.
+  client_closes_ = !client_keeps_alive && !other_protocol;
   // HTTP/1.0 servers ignore Expect (RFC 9110 §10.1.1).
   if (http11 && expect_unknown_) return reject(ErrorStatus::k417);
   const bool has_body = (http_.flags & F_CHUNKED) != 0 || (has_length && http_.content_length > 0);

@@ -112,6 +112,9 @@ class RequestParser {
   // Closing with request bytes left unread (an error, or input after the last response): the
   // socket should linger so that closing it does not reset the response in flight.
   [[nodiscard]] bool unread_input() const noexcept { return unread_input_; }
+  // The request last read said it is the client's last (Connection: close, or HTTP/1.0 without
+  // keep-alive) and asked for no other protocol: nothing may follow it (RFC 9112 §9.6).
+  [[nodiscard]] bool client_closes() const noexcept { return client_closes_; }
   [[nodiscard]] std::uint64_t responses() const noexcept { return response_count_; }
   // The status of the last response appended (0 before any): for tests and logs.
   [[nodiscard]] int last_status() const noexcept { return last_status_; }
@@ -209,6 +212,7 @@ class RequestParser {
   Kind kind_ = Kind::kHello;
   bool head_method_ = false;
   bool keep_alive_ = false;
+  bool client_closes_ = false;
   bool version_seen_ = false;
   bool continue_pending_ = false;
   bool body_started_ = false;

@@ -320,6 +320,36 @@ TEST(WorkerRequestParser, KeepaliveRequestsLimitClosesOnTheNth) {
   EXPECT_EQ(outcome.phase, Phase::kClosing);
 }
 
+// Whether the client, not the server, ended the connection: the worker skips its look for a
+// pipelined request in flight only when the client said its request was the last.
+TEST(WorkerRequestParser, ClientClosesOnlyWhenTheClientSaidSo) {
+  const Responses responses(kNow);
+  Limits limits = test_limits();
+  limits.keepalive_requests = 2;
+  struct ClosingCase {
+    const char* name;
+    std::string input;
+    bool draining;
+    bool client_closes;
+  };
+  const std::vector<ClosingCase> cases = {
+      {"connection close", get("Connection: close\r\n"), false, true},
+      {"http/1.0", "GET / HTTP/1.0\r\n\r\n", false, true},
+      {"keepalive_requests reached", get() + get(), false, false},
+      {"draining", get(), true, false},
+      {"upgrade", get("Connection: Upgrade\r\nUpgrade: websocket\r\n"), false, false},
+  };
+  for (const ClosingCase& c : cases) {
+    RequestParser parser(limits, responses);
+    if (c.draining) parser.drain();
+    std::string out;
+    parser.feed(c.input, out);
+    EXPECT_EQ(parser.phase(), Phase::kClosing) << c.name;
+    EXPECT_FALSE(parser.unread_input()) << c.name;
+    EXPECT_EQ(parser.client_closes(), c.client_closes) << c.name;
+  }
+}
+
 TEST(WorkerRequestParser, DrainingClosesAfterTheNextResponse) {
   const Outcome outcome = feed_pieces({get() + get()}, test_limits(), /*draining=*/true);
   EXPECT_EQ(outcome.output, ok(kClose));
