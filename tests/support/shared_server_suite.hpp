@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "tests/support/server_process.hpp"
 
@@ -21,21 +22,22 @@ namespace prefork::testing {
 template <typename Derived>
 class SharedServerSuite : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { server_ = new ServerProcess(Derived::server_options()); }
+  static void SetUpTestSuite() {
+    server_ = std::make_unique<ServerProcess>(Derived::server_options());
+  }
 
   static void TearDownTestSuite() {
     server_->signal(SIGTERM);
     const auto status = server_->wait_exit(10s);
     EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
     EXPECT_THAT(server_->unexpected_errors(), ::testing::IsEmpty());
-    delete server_;
-    server_ = nullptr;
+    server_.reset();
     EXPECT_EQ(reap_zombies(), 0);
   }
 
   static std::uint16_t port() { return server_->port(); }
 
-  static inline ServerProcess* server_ = nullptr;
+  static inline std::unique_ptr<ServerProcess> server_;
 };
 
 }  // namespace prefork::testing
