@@ -226,15 +226,23 @@ void Supervisor::apply_listeners(const std::vector<std::string>& specs,
   const bool was_accepting = accepting_;
   set_accept_interest(false);
   std::vector<common::Listener> next;
+  const auto take = [](std::vector<common::Listener>& from, const std::string& spec) {
+    auto it = std::find_if(from.begin(), from.end(),
+                           [&](const auto& l) { return l.fd && l.spec == spec; });
+    return it == from.end() ? nullptr : &*it;
+  };
   for (const auto& spec : specs) {
-    if (auto* kept = find_listener(spec)) {
+    // Config validation rejects a repeated entry; should one get here anyway, it is the socket
+    // already taken, never a dereference of nothing.
+    if (take(next, spec) != nullptr) continue;
+    if (auto* kept = take(listeners_, spec)) {
       next.push_back(std::move(*kept));
-      continue;
+    } else if (auto* fresh = take(added, spec)) {
+      spdlog::info("listening on {}", fresh->bound);
+      next.push_back(std::move(*fresh));
+    } else {
+      spdlog::error("reload: no socket for listen entry {}; skipped", spec);
     }
-    auto it =
-        std::find_if(added.begin(), added.end(), [&](const auto& l) { return l.spec == spec; });
-    spdlog::info("listening on {}", it->bound);
-    next.push_back(std::move(*it));
   }
   for (const auto& gone : listeners_) {
     if (gone.fd) spdlog::info("no longer listening on {}", gone.bound);
