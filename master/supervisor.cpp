@@ -31,6 +31,10 @@ using common::monotonic_ms;
 constexpr Millis kMaintenanceInterval = 1'000;  // hung checks, recycling, backoff wake-ups
 constexpr Millis kMaxForkBackoff = 2'000;
 constexpr Millis kAcceptPause = 100;  // after EMFILE/ENFILE/ENOBUFS/ENOMEM from accept4
+// A hung worker gets SIGABRT, as gunicorn does: workers never block or catch it (unlike SIGTERM,
+// which they read through a signalfd), and its default action leaves a core dump for the
+// post-mortem where the system keeps them. SIGKILL follows if it is still alive a second later.
+constexpr int kSignalHung = SIGABRT;
 
 const sigset_t& master_signals() {
   static const sigset_t set = common::make_sigset(
@@ -374,7 +378,8 @@ void Supervisor::kill_hung_workers() {
     if (!s.alive()) continue;
     const common::ScoreboardSlot& board = scoreboard_->slot(i);
     if (s.state == SlotState::kTerminating && now - s.signalled_at >= kMaintenanceInterval) {
-      spdlog::error("worker {} (pid {}) ignored SIGTERM; sending SIGKILL", i, s.pid);
+      spdlog::error("worker {} (pid {}) still alive after {}; sending SIGKILL", i, s.pid,
+                    common::signal_name(kSignalHung));
       send_signal(s.pid, SIGKILL);
       table_.mark_killed(i, now);
       continue;
@@ -391,9 +396,12 @@ void Supervisor::kill_hung_workers() {
     const Millis silent = now - board.heartbeat_ms.load(std::memory_order_relaxed);
     if ((s.state == SlotState::kRunning || s.state == SlotState::kDraining) &&
         silent >= config_.worker_timeout) {
-      spdlog::error("worker {} (pid {}) hung: no heartbeat for {} ms in state {}; sending SIGTERM",
-                    i, s.pid, silent, common::worker_state_name(board.state.load()));
-      send_signal(s.pid, common::kSignalStop);
+      spdlog::error(
+          "worker {} (pid {}, generation {}) hung: no heartbeat for {} ms in state {}; sending {} "
+          "so it leaves a core dump where the system keeps them",
+          i, s.pid, s.generation, silent, common::worker_state_name(board.state.load()),
+          common::signal_name(kSignalHung));
+      send_signal(s.pid, kSignalHung);
       table_.mark_terminating(i, now);
     }
   }

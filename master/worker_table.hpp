@@ -22,7 +22,7 @@ enum class SlotState {
   kWaiting,      // a worker is due to be (re)spawned at respawn_at
   kRunning,      // serving
   kDraining,     // asked to finish its connections and exit (retired, recycled or stopping)
-  kTerminating,  // hung: sent SIGTERM
+  kTerminating,  // hung: sent SIGABRT
   kKilled,       // sent SIGKILL; waiting for the kernel to report it
 };
 

@@ -22,6 +22,7 @@ namespace prefork::master {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using testing::ServerProcess;
 using testing::TempDir;
@@ -128,26 +129,30 @@ TEST(Supervisor, ACrashLoopBacksOffThenTheMasterGivesUpNonZero) {
   EXPECT_THAT(log, HasSubstr("every worker keeps dying at start; giving up"));
 }
 
-TEST(Supervisor, AHungWorkerIsTerminatedAndReplaced) {
+TEST(Supervisor, AHungWorkerIsAbortedForACoreDumpAndReplaced) {
   MasterUnderTest m(config_with(1), [](const common::ChildContext& ctx) {
-    const sigset_t term = common::make_sigset({SIGTERM});
-    ::pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
+    // Like a real worker, it reads SIGTERM through its signal mask and never handles SIGABRT.
+    const sigset_t abrt = common::make_sigset({SIGABRT});
+    ::pthread_sigmask(SIG_UNBLOCK, &abrt, nullptr);
+    ::signal(SIGABRT, SIG_DFL);
     ctx.slot->set_state(common::WorkerState::kBusy);
-    for (;;) ::pause();  // no heartbeat ever again; SIGTERM's default action ends it
+    for (;;) ::pause();  // no heartbeat ever again; SIGABRT's default action ends it
     return 0;
   });
   ASSERT_TRUE(m.wait_for_log("hung: no heartbeat"));
-  EXPECT_THAT(m.log(), HasSubstr("in state busy; sending SIGTERM"));
-  ASSERT_TRUE(m.wait_for_log("killed by SIGTERM; respawning"));
+  EXPECT_THAT(m.log(), ContainsRegex("worker 0 \\(pid [0-9]+, generation 1\\) hung: no heartbeat "
+                                     "for [0-9]+ ms in state busy; sending SIGABRT"));
+  ASSERT_TRUE(m.wait_for_log("killed by SIGABRT"));
+  ASSERT_TRUE(m.wait_for_log("respawning"));
 }
 
-TEST(Supervisor, AHungWorkerIgnoringTermGetsKill) {
+TEST(Supervisor, AHungWorkerIgnoringAbortGetsKill) {
   MasterUnderTest m(config_with(1), [](const common::ChildContext&) {
-    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGABRT, SIG_IGN);
     for (;;) ::pause();
     return 0;
   });
-  ASSERT_TRUE(m.wait_for_log("ignored SIGTERM; sending SIGKILL"));
+  ASSERT_TRUE(m.wait_for_log("still alive after SIGABRT; sending SIGKILL"));
   ASSERT_TRUE(m.wait_for_log("killed by SIGKILL; respawning"));
 }
 
