@@ -1,5 +1,6 @@
 #include "master/spawn.hpp"
 
+#include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
+#include "common/sys_error.hpp"
 #include "master/privileges.hpp"
 
 namespace prefork::master {
@@ -43,6 +45,12 @@ pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body) {
   const pid_t pid = setup.fork ? setup.fork() : ::fork();
   if (pid == 0) run_child(setup, body, master_pid);
   return pid;
+}
+
+void send_signal(pid_t pid, int signo) {
+  if (pid > 0 && ::kill(pid, signo) != 0 && errno != ESRCH) {
+    spdlog::error("kill({}, {}): {}", pid, common::signal_name(signo), common::errno_text(errno));
+  }
 }
 
 }  // namespace prefork::master

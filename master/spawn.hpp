@@ -25,4 +25,7 @@ struct ChildSetup {
 // Returns the child's pid, or -1 with errno set (EAGAIN, ENOMEM) when fork failed.
 pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body);
 
+// Signals a child of ours; one that is already gone (exited, not reaped yet) is no error.
+void send_signal(pid_t pid, int signo);
+
 }  // namespace prefork::master

@@ -1,9 +1,6 @@
 #include "master/supervisor.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,8 +26,6 @@ using common::is_fatal_exit;
 using common::monotonic_ms;
 
 constexpr Millis kMaintenanceInterval = 1'000;  // hung checks, recycling, backoff wake-ups
-constexpr Millis kMaxForkBackoff = 2'000;
-constexpr Millis kAcceptPause = 100;  // after EMFILE/ENFILE/ENOBUFS/ENOMEM from accept4
 // A hung worker gets SIGABRT, as gunicorn does: workers never block or catch it (unlike SIGTERM,
 // which they read through a signalfd), and its default action leaves a core dump for the
 // post-mortem where the system keeps them. SIGKILL follows if it is still alive a second later.
@@ -40,17 +35,6 @@ const sigset_t& master_signals() {
   static const sigset_t set = common::make_sigset(
       {SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD, SIGWINCH});
   return set;
-}
-
-std::string peer_ip(const sockaddr_storage& addr, socklen_t len) {
-  std::string text = common::format_address(reinterpret_cast<const sockaddr*>(&addr), len);
-  return text.substr(0, text.rfind(':'));
-}
-
-void send_signal(pid_t pid, int signo) {
-  if (pid > 0 && ::kill(pid, signo) != 0 && errno != ESRCH) {
-    spdlog::error("kill({}, {}): {}", pid, common::signal_name(signo), common::errno_text(errno));
-  }
 }
 
 }  // namespace
@@ -65,7 +49,17 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
       scoreboard_(std::make_unique<common::Scoreboard>(options.scoreboard_slots)),
       table_(options.scoreboard_slots, options.respawn),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-      spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
+      forker_({.config = config_,
+               .listeners = listeners_,
+               .epoll_fd = epoll_.get(),
+               .scoreboard = *scoreboard_,
+               .entry = entries_.connection,
+               .drop_master_fds =
+                   [this] {
+                     drop_master_fds();
+                     listeners_.clear();  // a connection child never accepts
+                   },
+               .fork = options_.fork}) {
   if (!epoll_) throw common::SysError("epoll_create1");
   // Blocked before any child exists, so no signal is ever handled in signal context.
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &master_signals(), nullptr); err != 0) {
@@ -87,7 +81,7 @@ int Supervisor::run() {
   if (config_.mode == common::Mode::kPrefork) {
     table_.add_workers(config_.worker_count(), monotonic_ms());
   } else {
-    update_accept_interest();
+    forker_.update_interest(serving(), monotonic_ms());
     notify_ready_once();
   }
   while (phase_ != Phase::kDone) {
@@ -154,25 +148,19 @@ void Supervisor::reap_children() {
       if (errno != EINTR) return;
       continue;
     }
-    if (connection_children_.contains(pid)) {
-      on_connection_child_exit(pid, status);
-    } else {
-      on_worker_exit(pid, status);
-    }
+    if (!forker_.on_child_exit(pid, status, serving())) on_worker_exit(pid, status);
   }
 }
 
 void Supervisor::progress_stop() {
-  const bool children_left = table_.live_count() > 0 || !connection_children_.empty();
-  if (!children_left) {
+  if (live_children() == 0) {
     phase_ = Phase::kDone;
     spdlog::info("stopped; exiting with code {}", exit_code_);
     return;
   }
   if (monotonic_ms() >= stop_deadline_) {
-    spdlog::warn("stop timeout reached; killing {} remaining children",
-                 table_.live_count() + connection_children_.size());
-    kill_everything();
+    spdlog::warn("stop timeout reached; killing {} remaining children", live_children());
+    signal_all_children(SIGKILL);
     stop_deadline_ = monotonic_ms() + options_.fast_stop_timeout;
   }
 }
@@ -211,7 +199,6 @@ void Supervisor::reload() {
     ready_notified_ = false;
     spdlog::info("starting generation {} with {} workers", gen, config_.worker_count());
   } else {
-    update_accept_interest();
     systemd_notify("READY=1\nSTATUS=reloaded");
   }
 }
@@ -227,8 +214,7 @@ common::Listener* Supervisor::find_listener(const std::string& spec) {
 // here, and in the old workers as those drain.
 void Supervisor::apply_listeners(const std::vector<std::string>& specs,
                                  std::vector<common::Listener> added) {
-  const bool was_accepting = accepting_;
-  set_accept_interest(false);
+  forker_.stop_accepting();
   std::vector<common::Listener> next;
   const auto take = [](std::vector<common::Listener>& from, const std::string& spec) {
     auto it = std::find_if(from.begin(), from.end(),
@@ -252,7 +238,7 @@ void Supervisor::apply_listeners(const std::vector<std::string>& specs,
     if (gone.fd) spdlog::info("no longer listening on {}", gone.bound);
   }
   listeners_ = std::move(next);
-  if (was_accepting) update_accept_interest();
+  forker_.update_interest(serving(), monotonic_ms());
 }
 
 void Supervisor::reopen_logs() {
@@ -305,33 +291,7 @@ void Supervisor::maintain_pool() {
 
 void Supervisor::accept_connections() {
   if (config_.mode != common::Mode::kPerConnection) return;
-  const Millis now = monotonic_ms();
-  if (pending_client_) {
-    if (now < fork_retry_at_) return;
-    serve_in_child(std::move(pending_client_), pending_client_ip_, pending_client_proxy_);
-  }
-  if (now < accept_paused_until_) return;
-  for (const int fd : readable_listeners_) {
-    while (below_child_cap() && !pending_client_ && now >= accept_paused_until_) {
-      sockaddr_storage addr{};
-      socklen_t len = sizeof addr;
-      common::UniqueFd client(
-          ::accept4(fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (!client) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) on_accept_error(fd, errno);
-        break;
-      }
-      const std::string ip = peer_ip(addr, len);
-      if (config_.max_children_per_ip > 0 && children_per_ip_[ip] >= config_.max_children_per_ip) {
-        // Closing is the answer: the master never speaks HTTP itself.
-        spdlog::warn("client {} is at max_children_per_ip ({}); connection closed", ip,
-                     config_.max_children_per_ip);
-        continue;
-      }
-      serve_in_child(std::move(client), ip, proxy_protocol_of(fd));
-    }
-  }
-  update_accept_interest();
+  forker_.accept_from(readable_listeners_, table_.generation(), monotonic_ms());
 }
 
 // ---- prefork pool -----------------------------------------------------------------------------
@@ -492,111 +452,6 @@ void Supervisor::on_worker_exit(pid_t pid, int status) {
               delay > 0 ? "in " + std::to_string(delay) + " ms (crash-loop backoff)" : "now");
 }
 
-// ---- per-connection mode ----------------------------------------------------------------------
-
-bool Supervisor::below_child_cap() const {
-  return connection_children_.size() < config_.max_children;
-}
-
-// Out of descriptors (or kernel memory): retrying at once would spin on a readable listener.
-// Shed one waiting client through the spare descriptor, so it is closed rather than left
-// hanging, and stop accepting for a moment; one log line per interval.
-void Supervisor::on_accept_error(int listener_fd, int err) {
-  const Millis now = monotonic_ms();
-  const bool out_of_fds = err == EMFILE || err == ENFILE;
-  if (out_of_fds && spare_fd_) {
-    spare_fd_.reset();
-    common::UniqueFd shed(::accept4(listener_fd, nullptr, nullptr, SOCK_CLOEXEC));
-    shed.reset();
-    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  }
-  accept_paused_until_ = now + kAcceptPause;
-  if (accept_error_log_.allow(now)) {
-    spdlog::error("accept4: {}; pausing accepts for {} ms ({} more suppressed)",
-                  common::errno_text(err), kAcceptPause, accept_error_log_.suppressed());
-  }
-}
-
-bool Supervisor::proxy_protocol_of(int listener_fd) const {
-  for (const auto& l : listeners_) {
-    if (l.fd.get() == listener_fd) return l.proxy_protocol;
-  }
-  return false;
-}
-
-void Supervisor::serve_in_child(common::UniqueFd client, const std::string& client_ip,
-                                bool proxy_protocol) {
-  ChildSetup setup{"connection", &config_,
-                   [this] {
-                     drop_master_fds();
-                     listeners_.clear();  // a connection child never accepts
-                   },
-                   options_.fork};
-  const pid_t pid = spawn_child(setup, [&] {
-    const common::ChildContext ctx{
-        config_, {}, nullptr, 0, table_.generation(), scoreboard_.get(), proxy_protocol};
-    return entries_.connection(ctx, std::move(client));
-  });
-  const Millis now = monotonic_ms();
-  if (pid < 0) {
-    // Keep the client and try again after a back-off; it waits rather than being dropped.
-    fork_backoff_ = std::clamp<Millis>(fork_backoff_ * 2, 50, kMaxForkBackoff);
-    fork_retry_at_ = now + fork_backoff_;
-    if (fork_failure_log_.allow(now)) {
-      spdlog::error(
-          "fork for connection from {}: {}; holding it, retrying in {} ms ({} more "
-          "failures suppressed)",
-          client_ip, common::errno_text(errno), fork_backoff_, fork_failure_log_.suppressed());
-    }
-    pending_client_ = std::move(client);
-    pending_client_ip_ = client_ip;
-    pending_client_proxy_ = proxy_protocol;
-    scoreboard_->header().fork_failures.fetch_add(1);
-    return;
-  }
-  fork_backoff_ = 0;
-  connection_children_.emplace(pid, ConnectionChild{client_ip});
-  ++children_per_ip_[client_ip];
-  common::ScoreboardHeader& header = scoreboard_->header();
-  header.live_children.store(static_cast<std::uint32_t>(connection_children_.size()));
-  header.children_forked.fetch_add(1);
-  if (connection_children_.size() >= config_.max_children) header.cap_hits.fetch_add(1);
-}
-
-void Supervisor::on_connection_child_exit(pid_t pid, int status) {
-  const auto it = connection_children_.find(pid);
-  if (auto count = children_per_ip_.find(it->second.client_ip);
-      count != children_per_ip_.end() && --count->second == 0) {
-    children_per_ip_.erase(count);
-  }
-  connection_children_.erase(it);
-  scoreboard_->header().live_children.store(
-      static_cast<std::uint32_t>(connection_children_.size()));
-  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-    spdlog::warn("connection child pid {} {}", pid, describe_wait_status(status));
-  }
-  if (serving()) update_accept_interest();
-}
-
-void Supervisor::update_accept_interest() {
-  set_accept_interest(serving() && config_.mode == common::Mode::kPerConnection &&
-                      monotonic_ms() >= accept_paused_until_ && below_child_cap() &&
-                      !pending_client_);
-}
-
-// At the cap the listeners leave the epoll set: connections wait in the kernel backlog.
-void Supervisor::set_accept_interest(bool want) {
-  if (want == accepting_) return;
-  for (const auto& l : listeners_) {
-    if (want) {
-      watch(l.fd.get(), EPOLLIN);
-    } else {
-      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, l.fd.get(), nullptr);
-    }
-  }
-  accepting_ = want;
-}
-
 // ---- stopping ---------------------------------------------------------------------------------
 
 void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
@@ -623,11 +478,11 @@ void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
 void Supervisor::start_draining(const char* why) {
   phase_ = Phase::kDraining;
   stop_deadline_ = monotonic_ms() + config_.graceful_timeout;
-  spdlog::info("{}: graceful stop; draining {} children (up to {} ms)", why,
-               table_.live_count() + connection_children_.size(), config_.graceful_timeout);
+  spdlog::info("{}: graceful stop; draining {} children (up to {} ms)", why, live_children(),
+               config_.graceful_timeout);
   close_listeners();
   for (const pid_t pid : table_.drain_all(monotonic_ms())) send_signal(pid, common::kSignalDrain);
-  for (const auto& [pid, child] : connection_children_) send_signal(pid, common::kSignalDrain);
+  forker_.signal_all(common::kSignalDrain);
 }
 
 void Supervisor::begin_fast_stop(int exit_code, const char* why) {
@@ -645,17 +500,12 @@ void Supervisor::begin_fast_stop(int exit_code, const char* why) {
 
 void Supervisor::signal_all_children(int signo) {
   for (const pid_t pid : table_.live_pids()) send_signal(pid, signo);
-  for (const auto& [pid, child] : connection_children_) send_signal(pid, signo);
-}
-
-void Supervisor::kill_everything() {
-  signal_all_children(SIGKILL);
+  forker_.signal_all(signo);
 }
 
 void Supervisor::close_listeners() {
-  accepting_ = false;
+  forker_.forget_listeners();
   listeners_.clear();  // closing our copies; children close theirs as they drain
-  pending_client_.reset();
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -669,9 +519,8 @@ void Supervisor::watch(int fd, std::uint32_t events) {
 
 void Supervisor::drop_master_fds() {
   epoll_.reset();
-  spare_fd_.reset();
   signal_fd_.reset();
-  pending_client_.reset();
+  forker_.drop_fds_in_child();
 }
 
 void Supervisor::notify_ready_once() {
@@ -695,9 +544,7 @@ Millis Supervisor::next_wakeup(Millis now) const {
     if (s.state == SlotState::kWaiting) next = std::min(next, s.respawn_at);
   }
   if (retire_pending_ || !ready_notified_) next = std::min(next, now + 20);  // watch boot closely
-  if (pending_client_) next = std::min(next, fork_retry_at_);
-  if (accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
-  return next;
+  return forker_.next_wakeup(next, now);
 }
 
 }  // namespace prefork::master

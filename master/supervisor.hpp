@@ -8,7 +8,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "common/child_context.hpp"
@@ -17,6 +16,7 @@
 #include "common/rate_limiter.hpp"
 #include "common/scoreboard.hpp"
 #include "common/unique_fd.hpp"
+#include "master/connection_forker.hpp"
 #include "master/spawn.hpp"
 #include "master/worker_table.hpp"
 
@@ -52,9 +52,6 @@ class Supervisor {
   // kAnnouncing: still serving, but /healthz answers 503 (drain_delay) so load balancers move
   // traffic away before the listeners close.
   enum class Phase { kServing, kAnnouncing, kDraining, kFastStopping, kDone };
-  struct ConnectionChild {
-    std::string client_ip;
-  };
 
   // The loop's steps, in order.
   void wait_for_events();
@@ -77,16 +74,9 @@ class Supervisor {
   [[nodiscard]] bool generation_serving() const;
   void on_worker_exit(pid_t pid, int status);
 
-  // Per-connection mode.
-  void serve_in_child(common::UniqueFd client, const std::string& client_ip, bool proxy_protocol);
-  [[nodiscard]] bool proxy_protocol_of(int listener_fd) const;
-  void on_accept_error(int listener_fd, int err);
-  void on_connection_child_exit(pid_t pid, int status);
-  void update_accept_interest();
-  void set_accept_interest(bool want);
+  // Listeners across a reload.
   common::Listener* find_listener(const std::string& spec);
   void apply_listeners(const std::vector<std::string>& specs, std::vector<common::Listener> added);
-  [[nodiscard]] bool below_child_cap() const;
 
   // Stopping.
   void begin_graceful_stop(int exit_code, const char* why);
@@ -96,8 +86,8 @@ class Supervisor {
   }
   void begin_fast_stop(int exit_code, const char* why);
   void signal_all_children(int signo);
-  void kill_everything();
   void close_listeners();
+  [[nodiscard]] std::size_t live_children() const { return table_.live_count() + forker_.live(); }
 
   void watch(int fd, std::uint32_t events);
   void drop_master_fds();
@@ -113,20 +103,9 @@ class Supervisor {
   WorkerTable table_;
   common::UniqueFd epoll_;
   common::UniqueFd signal_fd_;
-  common::UniqueFd spare_fd_;  // given up on EMFILE to accept-and-close one waiting client
-
-  std::unordered_map<pid_t, ConnectionChild> connection_children_;
-  std::unordered_map<std::string, unsigned> children_per_ip_;
-  bool accepting_ = false;
+  ConnectionForker forker_;  // per-connection mode; idle in prefork mode
   std::vector<int> readable_listeners_;
-  common::UniqueFd pending_client_;  // accepted, waiting for fork to succeed again
-  std::string pending_client_ip_;
-  bool pending_client_proxy_ = false;
-  Millis fork_retry_at_ = 0;
-  Millis fork_backoff_ = 0;
   common::RateLimiter fork_failure_log_{5'000};
-  common::RateLimiter accept_error_log_{5'000};
-  Millis accept_paused_until_ = 0;
 
   Phase phase_ = Phase::kServing;
   Millis stop_deadline_ = 0;

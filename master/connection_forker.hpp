@@ -1,0 +1,87 @@
+// Per-connection mode (master only): accepts on the listeners, forks one child per connection,
+// and keeps the books on those children: the max_children cap, per-client-IP counts, a client
+// held while fork fails (retried with back-off), and accept pauses. The Supervisor drives it
+// through a few verbs; it never speaks HTTP (the child's entry function does).
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/acceptor.hpp"
+#include "common/child_context.hpp"
+#include "common/config.hpp"
+#include "common/listeners.hpp"
+#include "common/rate_limiter.hpp"
+#include "common/scoreboard.hpp"
+#include "common/unique_fd.hpp"
+#include "master/spawn.hpp"
+
+namespace prefork::master {
+
+using common::Millis;
+
+class ConnectionForker {
+ public:
+  // What the forker borrows from the Supervisor; every reference outlives it.
+  struct Context {
+    const common::Config& config;
+    const std::vector<common::Listener>& listeners;
+    int epoll_fd;  // listeners are in it, keyed by fd, exactly while accepting
+    common::Scoreboard& scoreboard;
+    common::ConnectionEntry entry;
+    std::function<void()> drop_master_fds;  // runs in each child before its entry
+    ForkFunction fork;
+  };
+
+  explicit ConnectionForker(Context context);
+
+  // Takes clients from the readable listeners while below the caps, a child for each.
+  void accept_from(const std::vector<int>& readable, unsigned generation, Millis now);
+  // False when `pid` is not one of this forker's children.
+  bool on_child_exit(pid_t pid, int status, bool serving);
+  // Puts the listeners in the epoll set exactly when a new client could be taken now.
+  void update_interest(bool serving, Millis now);
+  // Before the listener set changes: no listener of ours stays in the epoll set.
+  void stop_accepting();
+  // The listeners are closing (stop): nothing is accepted or held any more.
+  void forget_listeners();
+
+  [[nodiscard]] std::size_t live() const { return children_.size(); }
+  void signal_all(int signo) const;
+  // In any child of the master: what the forker holds is not the child's.
+  void drop_fds_in_child();
+  [[nodiscard]] Millis next_wakeup(Millis next, Millis now) const;
+
+ private:
+  struct Held {
+    common::UniqueFd fd;
+    std::string ip;
+    bool proxy_protocol = false;
+  };
+
+  [[nodiscard]] bool below_cap() const { return children_.size() < context_.config.max_children; }
+  [[nodiscard]] bool ip_at_cap(const std::string& ip);
+  [[nodiscard]] bool proxy_protocol_of(int listener_fd) const;
+  void retry_held(unsigned generation, Millis now);
+  // Forks a child for `client`; on failure keeps it in held_ and backs off.
+  void fork_child(Held client, unsigned generation, Millis now);
+  void set_interest(bool want);
+  void publish_counts();
+
+  Context context_;
+  common::Acceptor acceptor_;
+  std::unordered_map<pid_t, std::string> children_;  // pid -> client IP
+  std::unordered_map<std::string, unsigned> per_ip_;
+  bool accepting_ = false;
+  Held held_;  // accepted, waiting for fork to succeed again
+  Millis fork_retry_at_ = 0;
+  Millis fork_backoff_ = 0;
+  common::RateLimiter fork_failure_log_{5'000};
+  common::RateLimiter ip_cap_log_{5'000};
+};
+
+}  // namespace prefork::master
