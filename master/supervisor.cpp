@@ -22,14 +22,9 @@ namespace prefork::master {
 namespace {
 
 using common::describe_wait_status;
-using common::is_fatal_exit;
 using common::monotonic_ms;
 
-constexpr Millis kMaintenanceInterval = 1'000;  // hung checks, recycling, backoff wake-ups
-// A hung worker gets SIGABRT, as gunicorn does: workers never block or catch it (unlike SIGTERM,
-// which they read through a signalfd), and its default action leaves a core dump for the
-// post-mortem where the system keeps them. SIGKILL follows if it is still alive a second later.
-constexpr int kSignalHung = SIGABRT;
+constexpr Millis kMaintenanceInterval = 1'000;  // the longest the loop sleeps
 
 const sigset_t& master_signals() {
   static const sigset_t set = common::make_sigset(
@@ -47,8 +42,14 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
       reload_config_(std::move(reload_config)),
       options_(options),
       scoreboard_(std::make_unique<common::Scoreboard>(options.scoreboard_slots)),
-      table_(options.scoreboard_slots, options.respawn),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      pool_({.config = config_,
+             .listeners = listeners_,
+             .scoreboard = *scoreboard_,
+             .entry = entries_.worker,
+             .drop_master_fds = [this] { drop_master_fds(); },
+             .fork = options_.fork,
+             .respawn = options_.respawn}),
       forker_({.config = config_,
                .listeners = listeners_,
                .epoll_fd = epoll_.get(),
@@ -72,14 +73,13 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
   common::ScoreboardHeader& header = scoreboard_->header();
   header.master_pid.store(::getpid());
   header.master_started_ms.store(common::wall_ms());
-  header.generation.store(table_.generation());
 }
 
 Supervisor::~Supervisor() = default;
 
 int Supervisor::run() {
   if (config_.mode == common::Mode::kPrefork) {
-    table_.add_workers(config_.worker_count(), monotonic_ms());
+    pool_.start(monotonic_ms());
   } else {
     forker_.update_interest(serving(), monotonic_ms());
     notify_ready_once();
@@ -148,7 +148,16 @@ void Supervisor::reap_children() {
       if (errno != EINTR) return;
       continue;
     }
-    if (!forker_.on_child_exit(pid, status, serving())) on_worker_exit(pid, status);
+    if (forker_.on_child_exit(pid, status, serving())) continue;
+    switch (pool_.on_exit(pid, status, monotonic_ms())) {
+      case WorkerPool::Exit::kNotOurs:
+        spdlog::warn("reaped unknown child pid {} ({})", pid, describe_wait_status(status));
+        break;
+      case WorkerPool::Exit::kFatal:
+        begin_graceful_stop(common::kExitConfig, "fatal worker exit");
+        break;
+      case WorkerPool::Exit::kHandled: break;
+    }
   }
 }
 
@@ -192,10 +201,7 @@ void Supervisor::reload() {
   config_ = std::move(next);
   for (auto& l : listeners_) l.proxy_protocol = config_.proxy_protocol_on(l.spec);
   if (config_.mode == common::Mode::kPrefork) {
-    const unsigned gen = table_.begin_generation();
-    scoreboard_->header().generation.store(gen);
-    table_.add_workers(config_.worker_count(), monotonic_ms());
-    retire_pending_ = true;
+    const unsigned gen = pool_.start_generation(monotonic_ms());
     ready_notified_ = false;
     spdlog::info("starting generation {} with {} workers", gen, config_.worker_count());
   } else {
@@ -252,204 +258,27 @@ void Supervisor::reopen_logs() {
 
 void Supervisor::resize_pool() {
   if (resize_delta_ == 0) return;
-  if (config_.mode != common::Mode::kPrefork) {
+  if (config_.mode == common::Mode::kPrefork) {
+    pool_.resize(resize_delta_, monotonic_ms());
+  } else {
     spdlog::warn("SIGTTIN/SIGTTOU ignored: the pool is only resized in prefork mode");
-    resize_delta_ = 0;
-    return;
   }
-  const Millis now = monotonic_ms();
-  for (; resize_delta_ > 0; --resize_delta_) {
-    if (table_.add_workers(1, now) == 1) spdlog::info("SIGTTIN: adding a worker");
-  }
-  for (; resize_delta_ < 0; ++resize_delta_) {
-    const unsigned current =
-        table_.count_current(SlotState::kRunning) + table_.count_current(SlotState::kWaiting);
-    if (current <= 1) {
-      spdlog::warn("SIGTTOU ignored: keeping the last worker");
-      continue;
-    }
-    if (const auto pid = table_.retire_one(now); pid && *pid > 0) {
-      spdlog::info("SIGTTOU: retiring worker pid {}", *pid);
-      send_signal(*pid, common::kSignalDrain);
-    }
-  }
+  resize_delta_ = 0;
 }
 
 void Supervisor::maintain_pool() {
   if (config_.mode != common::Mode::kPrefork) return;
-  spawn_due_workers();
-  const Millis now = monotonic_ms();
-  if (now - last_hung_check_ >= kMaintenanceInterval) {
-    last_hung_check_ = now;
-    kill_hung_workers();
-    recycle_workers();
-  }
-  retire_old_generation_when_ready();
+  pool_.maintain(monotonic_ms());
   notify_ready_once();
-  check_pool_alive();
+  if (pool_.failed()) {
+    spdlog::critical("every worker keeps dying at start; giving up so the service manager decides");
+    begin_fast_stop(common::kExitFailure, "worker pool failed");
+  }
 }
 
 void Supervisor::accept_connections() {
   if (config_.mode != common::Mode::kPerConnection) return;
-  forker_.accept_from(readable_listeners_, table_.generation(), monotonic_ms());
-}
-
-// ---- prefork pool -----------------------------------------------------------------------------
-
-void Supervisor::spawn_due_workers() {
-  for (const std::size_t slot : table_.due_spawns(monotonic_ms())) spawn_worker(slot);
-}
-
-void Supervisor::spawn_worker(std::size_t slot) {
-  const unsigned generation = table_.slot(slot).generation;
-  common::ScoreboardSlot& board = scoreboard_->slot(slot);
-  board.requests.store(0);
-  board.connections.store(0);
-  board.generation.store(generation);
-  board.set_state(common::WorkerState::kStarting);
-  board.beat();  // the newborn has worker_timeout to boot before it counts as hung
-  board.started_ms.store(common::wall_ms());
-  ChildSetup setup{"worker " + std::to_string(slot), &config_, [this] { drop_master_fds(); },
-                   options_.fork};
-  const pid_t pid = spawn_child(setup, [&] {
-    const common::ChildContext ctx{
-        config_,    listeners_,        &board, static_cast<unsigned>(slot),
-        generation, scoreboard_.get(), false};
-    return entries_.worker(ctx);
-  });
-  const Millis now = monotonic_ms();
-  if (pid < 0) {
-    table_.on_spawn_failed(slot, now);
-    if (fork_failure_log_.allow(now)) {
-      spdlog::error("fork for worker {}: {}; retrying at +{} ms", slot, common::errno_text(errno),
-                    table_.slot(slot).respawn_at - now);
-    }
-    return;
-  }
-  board.pid.store(pid);
-  table_.on_spawned(slot, pid, now);
-  spdlog::info("worker {} (pid {}, generation {}) started", slot, pid, generation);
-}
-
-void Supervisor::kill_hung_workers() {
-  const Millis now = monotonic_ms();
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
-    const Slot& s = table_.slot(i);
-    if (!s.alive()) continue;
-    const common::ScoreboardSlot& board = scoreboard_->slot(i);
-    if (s.state == SlotState::kTerminating && now - s.signalled_at >= kMaintenanceInterval) {
-      spdlog::error("worker {} (pid {}) still alive after {}; sending SIGKILL", i, s.pid,
-                    common::signal_name(kSignalHung));
-      send_signal(s.pid, SIGKILL);
-      table_.mark_killed(i, now);
-      continue;
-    }
-    const bool draining_too_long =
-        s.state == SlotState::kDraining && now - s.signalled_at >= config_.graceful_timeout;
-    if (draining_too_long) {
-      spdlog::warn("worker {} (pid {}) still draining after graceful_timeout; sending SIGKILL", i,
-                   s.pid);
-      send_signal(s.pid, SIGKILL);
-      table_.mark_killed(i, now);
-      continue;
-    }
-    const Millis silent = now - board.heartbeat_ms.load(std::memory_order_relaxed);
-    if ((s.state == SlotState::kRunning || s.state == SlotState::kDraining) &&
-        silent >= config_.worker_timeout) {
-      spdlog::error(
-          "worker {} (pid {}, generation {}) hung: no heartbeat for {} ms in state {}; sending {} "
-          "so it leaves a core dump where the system keeps them",
-          i, s.pid, s.generation, silent, common::worker_state_name(board.state.load()),
-          common::signal_name(kSignalHung));
-      send_signal(s.pid, kSignalHung);
-      table_.mark_terminating(i, now);
-    }
-  }
-}
-
-void Supervisor::recycle_workers() {
-  if (config_.max_requests == 0) return;
-  // One at a time: a recycling worker keeps serving until its replacement is up.
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
-    if (table_.slot(i).recycling) {
-      const auto replacement_ready = generation_serving();
-      if (!replacement_ready) return;
-      const pid_t pid = table_.start_draining(i, monotonic_ms());
-      spdlog::info("worker {} (pid {}) recycled after max_requests; draining", i, pid);
-      send_signal(pid, common::kSignalDrain);
-      return;
-    }
-  }
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
-    const Slot& s = table_.slot(i);
-    if (s.state != SlotState::kRunning || s.generation != table_.generation()) continue;
-    if (scoreboard_->slot(i).requests.load(std::memory_order_relaxed) < config_.max_requests) {
-      continue;
-    }
-    if (table_.add_workers(1, monotonic_ms()) == 1) {
-      table_.mark_recycling(i);
-      spawn_due_workers();
-    }
-    return;
-  }
-}
-
-bool Supervisor::generation_serving() const {
-  unsigned running = 0;
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
-    const Slot& s = table_.slot(i);
-    if (s.generation != table_.generation()) continue;
-    if (s.state == SlotState::kWaiting) return false;
-    if (s.state != SlotState::kRunning) continue;
-    if (scoreboard_->slot(i).state.load() == common::WorkerState::kStarting) return false;
-    ++running;
-  }
-  return running > 0;
-}
-
-void Supervisor::retire_old_generation_when_ready() {
-  if (!retire_pending_ || !generation_serving()) return;
-  retire_pending_ = false;
-  const auto pids = table_.retire_old_generations(monotonic_ms());
-  spdlog::info("generation {} is serving; retiring {} old workers", table_.generation(),
-               pids.size());
-  for (const pid_t pid : pids) send_signal(pid, common::kSignalDrain);
-}
-
-void Supervisor::check_pool_alive() {
-  if (!table_.pool_failed()) return;
-  spdlog::critical("every worker keeps dying at start; giving up so the service manager decides");
-  begin_fast_stop(common::kExitFailure, "worker pool failed");
-}
-
-void Supervisor::on_worker_exit(pid_t pid, int status) {
-  const std::string how = describe_wait_status(status);
-  const Millis now = monotonic_ms();
-  const ExitOutcome out = table_.on_exit(pid, how, now);
-  if (out.kind == ExitOutcome::Kind::kUnknownPid) {
-    spdlog::warn("reaped unknown child pid {} ({})", pid, how);
-    return;
-  }
-  common::ScoreboardSlot& board = scoreboard_->slot(out.slot);
-  board.set_state(common::WorkerState::kEmpty);
-  board.pid.store(0);
-  board.last_exit_status.store(status);
-  board.restarts.store(table_.slot(out.slot).restarts);
-  if (is_fatal_exit(status)) {
-    spdlog::critical("worker {} (pid {}) {}: fatal error, not respawning; stopping the server",
-                     out.slot, pid, how);
-    begin_graceful_stop(common::kExitConfig, "fatal worker exit");
-    return;
-  }
-  if (out.kind == ExitOutcome::Kind::kFreed) {
-    spdlog::info("worker {} (pid {}, generation {}) {}", out.slot, pid, out.generation, how);
-    return;
-  }
-  const Millis delay = out.respawn_at - now;
-  const auto log_level =
-      WIFEXITED(status) && WEXITSTATUS(status) == 0 ? spdlog::level::warn : spdlog::level::err;
-  spdlog::log(log_level, "worker {} (pid {}) {}; respawning {}", out.slot, pid, how,
-              delay > 0 ? "in " + std::to_string(delay) + " ms (crash-loop backoff)" : "now");
+  forker_.accept_from(readable_listeners_, pool_.generation(), monotonic_ms());
 }
 
 // ---- stopping ---------------------------------------------------------------------------------
@@ -481,7 +310,7 @@ void Supervisor::start_draining(const char* why) {
   spdlog::info("{}: graceful stop; draining {} children (up to {} ms)", why, live_children(),
                config_.graceful_timeout);
   close_listeners();
-  for (const pid_t pid : table_.drain_all(monotonic_ms())) send_signal(pid, common::kSignalDrain);
+  pool_.drain_all(monotonic_ms());
   forker_.signal_all(common::kSignalDrain);
 }
 
@@ -494,12 +323,12 @@ void Supervisor::begin_fast_stop(int exit_code, const char* why) {
   spdlog::info("{}: fast stop", why);
   systemd_notify("STOPPING=1\nSTATUS=stopping");
   close_listeners();
-  table_.drain_all(monotonic_ms());
-  signal_all_children(common::kSignalStop);
+  pool_.stop_all(common::kSignalStop, monotonic_ms());
+  forker_.signal_all(common::kSignalStop);
 }
 
 void Supervisor::signal_all_children(int signo) {
-  for (const pid_t pid : table_.live_pids()) send_signal(pid, signo);
+  pool_.signal_all(signo);
   forker_.signal_all(signo);
 }
 
@@ -525,11 +354,11 @@ void Supervisor::drop_master_fds() {
 
 void Supervisor::notify_ready_once() {
   if (ready_notified_) return;
-  if (config_.mode == common::Mode::kPrefork && (retire_pending_ || !generation_serving())) return;
+  if (config_.mode == common::Mode::kPrefork && !pool_.ready()) return;
   ready_notified_ = true;
   const std::string status =
       config_.mode == common::Mode::kPrefork
-          ? std::to_string(table_.count_current(SlotState::kRunning)) + " workers serving"
+          ? std::to_string(pool_.serving_count()) + " workers serving"
           : "accepting, up to " + std::to_string(config_.max_children) + " children";
   spdlog::info("ready: {}", status);
   systemd_notify("READY=1\nSTATUS=" + status);
@@ -539,12 +368,8 @@ Millis Supervisor::next_wakeup(Millis now) const {
   Millis next = now + kMaintenanceInterval;
   if (!serving()) return std::min(next, stop_deadline_);
   if (phase_ == Phase::kAnnouncing) next = std::min(next, drain_at_);
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
-    const Slot& s = table_.slot(i);
-    if (s.state == SlotState::kWaiting) next = std::min(next, s.respawn_at);
-  }
-  if (retire_pending_ || !ready_notified_) next = std::min(next, now + 20);  // watch boot closely
-  return forker_.next_wakeup(next, now);
+  if (!ready_notified_) next = std::min(next, now + 20);  // watch boot closely
+  return forker_.next_wakeup(pool_.next_wakeup(next, now), now);
 }
 
 }  // namespace prefork::master

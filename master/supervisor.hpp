@@ -13,12 +13,11 @@
 #include "common/child_context.hpp"
 #include "common/config.hpp"
 #include "common/listeners.hpp"
-#include "common/rate_limiter.hpp"
 #include "common/scoreboard.hpp"
 #include "common/unique_fd.hpp"
 #include "master/connection_forker.hpp"
 #include "master/spawn.hpp"
-#include "master/worker_table.hpp"
+#include "master/worker_pool.hpp"
 
 namespace prefork::master {
 
@@ -64,16 +63,6 @@ class Supervisor {
   void maintain_pool();
   void accept_connections();
 
-  // Prefork pool.
-  void spawn_due_workers();
-  void spawn_worker(std::size_t slot);
-  void kill_hung_workers();
-  void recycle_workers();
-  void retire_old_generation_when_ready();
-  void check_pool_alive();
-  [[nodiscard]] bool generation_serving() const;
-  void on_worker_exit(pid_t pid, int status);
-
   // Listeners across a reload.
   common::Listener* find_listener(const std::string& spec);
   void apply_listeners(const std::vector<std::string>& specs, std::vector<common::Listener> added);
@@ -87,7 +76,7 @@ class Supervisor {
   void begin_fast_stop(int exit_code, const char* why);
   void signal_all_children(int signo);
   void close_listeners();
-  [[nodiscard]] std::size_t live_children() const { return table_.live_count() + forker_.live(); }
+  [[nodiscard]] std::size_t live_children() const { return pool_.live() + forker_.live(); }
 
   void watch(int fd, std::uint32_t events);
   void drop_master_fds();
@@ -100,12 +89,11 @@ class Supervisor {
   ConfigLoader reload_config_;
   SupervisorOptions options_;
   std::unique_ptr<common::Scoreboard> scoreboard_;
-  WorkerTable table_;
   common::UniqueFd epoll_;
   common::UniqueFd signal_fd_;
+  WorkerPool pool_;          // prefork mode; idle in per-connection mode
   ConnectionForker forker_;  // per-connection mode; idle in prefork mode
   std::vector<int> readable_listeners_;
-  common::RateLimiter fork_failure_log_{5'000};
 
   Phase phase_ = Phase::kServing;
   Millis stop_deadline_ = 0;
@@ -114,9 +102,7 @@ class Supervisor {
   bool reload_requested_ = false;
   bool reopen_requested_ = false;
   int resize_delta_ = 0;
-  bool retire_pending_ = false;
   bool ready_notified_ = false;
-  Millis last_hung_check_ = 0;
 };
 
 }  // namespace prefork::master

@@ -1,6 +1,6 @@
 // The master's table of prefork workers: stable slots (the scoreboard index), generations, and
 // each slot's lifecycle. Pure bookkeeping (no syscalls), so every transition is unit-tested;
-// the supervisor does the forking and signalling the table asks for. Master only.
+// WorkerPool does the forking and signalling the table asks for. Master only.
 #pragma once
 
 #include <sys/types.h>
