@@ -208,6 +208,7 @@ const std::vector<std::pair<std::string_view, Setter>>& setters() {
        }},
       {"graceful_timeout", [](auto& n, auto k, Config& c) { c.graceful_timeout = seconds(n, k); }},
       {"drain_delay", [](auto& n, auto k, Config& c) { c.drain_delay = seconds_or_zero(n, k); }},
+      {"upgrade_timeout", [](auto& n, auto k, Config& c) { c.upgrade_timeout = seconds(n, k); }},
       {"worker_timeout", [](auto& n, auto k, Config& c) { c.worker_timeout = seconds(n, k); }},
       {"header_timeout", [](auto& n, auto k, Config& c) { c.header_timeout = seconds(n, k); }},
       {"body_timeout", [](auto& n, auto k, Config& c) { c.body_timeout = seconds(n, k); }},

@@ -34,6 +34,7 @@ struct Config {
   Millis graceful_timeout = 30'000;
   Millis drain_delay = 0;  // on TERM, keep serving with /healthz 503 this long first
   Millis worker_timeout = 30'000;
+  Millis upgrade_timeout = 60'000;  // SIGUSR2: how long the new binary has to serve
 
   // Per-connection timeouts (worker).
   Millis header_timeout = 10'000;

@@ -205,6 +205,56 @@ std::vector<Listener> listeners_from_systemd() {
   return out;
 }
 
+namespace {
+
+constexpr int kFirstPassedFd = 3;  // SD_LISTEN_FDS_START
+constexpr const char* kUpgradeSpecs = "PREFORK_HTTPD_LISTENERS";
+
+}  // namespace
+
+void pass_listeners_across_exec(const std::vector<Listener>& listeners) {
+  // First out of the way (above every target), then into place: no dup2 overwrites a source.
+  std::vector<int> moved;
+  const int above = kFirstPassedFd + static_cast<int>(listeners.size());
+  for (const auto& l : listeners) moved.push_back(::fcntl(l.fd.get(), F_DUPFD_CLOEXEC, above));
+  std::string specs;
+  for (std::size_t i = 0; i < moved.size(); ++i) {
+    const int target = kFirstPassedFd + static_cast<int>(i);
+    ::dup2(moved[i], target);  // dup2 clears FD_CLOEXEC on the target: it survives exec
+    specs += listeners[i].spec + "\n";
+  }
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  ::setenv("LISTEN_FDS", std::to_string(listeners.size()).c_str(), 1);
+  ::unsetenv("LISTEN_FDNAMES");
+  ::setenv(kUpgradeSpecs, specs.c_str(), 1);
+}
+
+std::vector<Listener> listeners_from_upgrade() {
+  const char* specs_text = std::getenv(kUpgradeSpecs);
+  if (specs_text == nullptr) return {};
+  std::vector<std::string> specs;
+  for (std::string_view rest = specs_text; !rest.empty();) {
+    const auto end = rest.find('\n');
+    specs.emplace_back(rest.substr(0, end));
+    rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+  }
+  ::unsetenv(kUpgradeSpecs);
+  std::vector<Listener> out = listeners_from_systemd();
+  if (out.size() != specs.size()) {
+    throw SysError("binary upgrade: " + std::to_string(out.size()) + " sockets passed for " +
+                       std::to_string(specs.size()) + " listeners",
+                   EINVAL);
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) out[i].spec = specs[i];
+  return out;
+}
+
+void take_socket_file(Listener& listener) {
+  if (is_unix_spec(listener.spec) && !listener.path.owned()) {
+    listener.path = OwnedSocketPath(listener.spec.substr(kUnixPrefix.size()));
+  }
+}
+
 void validate_listen_spec(const std::string& spec) {
   if (is_unix_spec(spec)) {
     unix_address(spec);

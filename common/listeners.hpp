@@ -24,6 +24,9 @@ class OwnedSocketPath {
   OwnedSocketPath(const OwnedSocketPath&) = delete;
   OwnedSocketPath& operator=(const OwnedSocketPath&) = delete;
   ~OwnedSocketPath();
+  // Hands the file over (binary upgrade): the new master owns it; we never remove it.
+  void release() noexcept { path_.clear(); }
+  [[nodiscard]] bool owned() const noexcept { return !path_.empty(); }
 
  private:
   void remove() noexcept;
@@ -49,6 +52,18 @@ struct ListenOptions {
 // fd 3); empty when not socket-activated. Clears the variables so children do not see them.
 // Throws SysError when a passed descriptor is not a listening stream socket.
 std::vector<Listener> listeners_from_systemd();
+
+// Binary upgrade. In the forked child, just before exec: moves `listeners` to descriptors 3, 4, …
+// (inherited across exec) and describes them in LISTEN_PID/LISTEN_FDS and
+// PREFORK_HTTPD_LISTENERS (their specs, one per line). Single-threaded callers only.
+void pass_listeners_across_exec(const std::vector<Listener>& listeners);
+
+// In the new image: the listeners the old master passed, each with its configured spec; empty
+// when we were not started by an upgrade. Clears the variables so children do not see them.
+// A unix socket's file stays the old master's until take_socket_file().
+std::vector<Listener> listeners_from_upgrade();
+// The new master took over: the file of a unix-domain listener is ours to remove at exit.
+void take_socket_file(Listener& listener);
 
 // Binds every spec; throws ConfigError for a malformed address, SysError for a failed call.
 // "[::]:PORT" falls back to "0.0.0.0:PORT" where the kernel has no IPv6.

@@ -1,6 +1,7 @@
 // prefork-httpd's composition root (master process): parses argv and the config, sets up logging
 // and listeners, and hands the worker's entry functions to the supervisor. The only file that
 // knows both master/ and worker/.
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <variant>
@@ -19,6 +20,7 @@
 #include "master/pidfile.hpp"
 #include "master/privileges.hpp"
 #include "master/supervisor.hpp"
+#include "master/upgrade.hpp"
 #include "worker/worker.hpp"
 
 namespace {
@@ -42,6 +44,35 @@ common::Config load_checked(const common::CommandLine& cli) {
   return config;
 }
 
+// A binary upgrade passed us the old master's sockets: the configuration decides which stay
+// (each configured address takes its passed socket, or is bound anew); the rest close here and
+// in the old master as it drains. Sockets systemd activated stay, as on a reload.
+std::vector<common::Listener> adopt_listeners(common::Config& config,
+                                              std::vector<common::Listener> passed) {
+  spdlog::info("binary upgrade: taking over {} socket(s) from the master pid {}", passed.size(),
+               ::getppid());
+  if (!passed.empty() && passed.front().spec.starts_with("systemd:")) {
+    config.listen.clear();
+    for (const auto& l : passed) config.listen.push_back(l.spec);
+    return passed;
+  }
+  std::vector<common::Listener> out;
+  for (const auto& spec : config.listen) {
+    auto it = std::find_if(passed.begin(), passed.end(),
+                           [&](const auto& l) { return l.fd && l.spec == spec; });
+    if (it != passed.end()) {
+      out.push_back(std::move(*it));
+    } else {
+      auto opened = common::open_listeners({spec}, {.socket_mode = config.socket_mode});
+      out.push_back(std::move(opened.front()));
+    }
+  }
+  for (auto& l : passed) {
+    if (l.fd) l.path.release();  // still the old master's socket file until it drains
+  }
+  return out;
+}
+
 void log_startup(const common::Config& config, const std::vector<common::Listener>& listeners) {
   spdlog::info("prefork-httpd {} starting: mode {}, {} {}, config {}", common::kVersion,
                common::mode_name(config.mode),
@@ -53,6 +84,7 @@ void log_startup(const common::Config& config, const std::vector<common::Listene
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto executable = master::resolve_executable(argc, argv);
   auto parsed = common::parse_command_line(argc, argv);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const auto& cli = std::get<common::CommandLine>(parsed);
@@ -80,10 +112,19 @@ int main(int argc, char** argv) {
   std::vector<common::Listener> listeners;
   std::vector<std::string> activated;  // socket activation: systemd's sockets replace `listen`
   std::optional<master::Pidfile> pidfile;
+  bool upgrading = false;
   try {
-    listeners = common::listeners_from_systemd();
-    for (const auto& l : listeners) activated.push_back(l.spec);
-    if (listeners.empty()) {
+    if (auto passed = common::listeners_from_upgrade(); !passed.empty()) {
+      upgrading = true;
+      listeners = adopt_listeners(config, std::move(passed));
+      if (listeners.front().spec.starts_with("systemd:")) activated = config.listen;
+    } else {
+      listeners = common::listeners_from_systemd();
+      for (const auto& l : listeners) activated.push_back(l.spec);
+    }
+    if (upgrading) {
+      // The pidfile names us once the old master hands over (see before_taking_over).
+    } else if (listeners.empty()) {
       listeners = common::open_listeners(config.listen, {.socket_mode = config.socket_mode});
     } else {
       spdlog::info("socket activation: using {} socket(s) from systemd; 'listen' is ignored",
@@ -91,7 +132,7 @@ int main(int argc, char** argv) {
       config.listen = activated;
     }
     for (auto& l : listeners) l.proxy_protocol = config.proxy_protocol_on(l.spec);
-    pidfile.emplace(config.pidfile);
+    if (!upgrading) pidfile.emplace(config.pidfile);
   } catch (const std::exception& err) {
     spdlog::critical("cannot start: {}", err.what());
     return common::kExitConfig;
@@ -111,13 +152,26 @@ int main(int argc, char** argv) {
     master::set_child_credentials(std::move(credentials));
   }
 
+  master::SupervisorOptions options;
+  options.executable = executable;
+  if (upgrading) {
+    options.before_taking_over = [&pidfile, path = config.pidfile] {
+      try {
+        pidfile.emplace(path);
+      } catch (const std::exception& err) {
+        spdlog::error("upgrade: cannot write the pidfile: {}", err.what());
+      }
+    };
+  }
   try {
-    master::Supervisor supervisor(config, std::move(listeners),
-                                  {worker::run, worker::serve_connection}, [cli, activated] {
-                                    common::Config next = load_checked(cli);
-                                    if (!activated.empty()) next.listen = activated;
-                                    return next;
-                                  });
+    master::Supervisor supervisor(
+        config, std::move(listeners), {worker::run, worker::serve_connection},
+        [cli, activated] {
+          common::Config next = load_checked(cli);
+          if (!activated.empty()) next.listen = activated;
+          return next;
+        },
+        options);
     return supervisor.run();
   } catch (const std::exception& err) {
     spdlog::critical("master failed: {}", err.what());

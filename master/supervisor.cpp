@@ -13,6 +13,7 @@
 #include "common/log.hpp"
 #include "common/signals.hpp"
 #include "common/sys_error.hpp"
+#include "common/version.hpp"
 #include "common/wait_status.hpp"
 #include "master/privileges.hpp"
 #include "master/spawn.hpp"
@@ -28,7 +29,7 @@ constexpr Millis kMaintenanceInterval = 1'000;  // the longest the loop sleeps
 
 const sigset_t& master_signals() {
   static const sigset_t set = common::make_sigset(
-      {SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD, SIGWINCH});
+      {SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD, SIGWINCH});
   return set;
 }
 
@@ -93,6 +94,9 @@ int Supervisor::run() {
       continue;
     }
     if (reload_requested_) reload();
+    if (upgrade_requested_) begin_upgrade();
+    follow_upgrade();
+    if (!serving()) continue;  // handed over to a new master
     if (reopen_requested_) reopen_logs();
     resize_pool();
     maintain_pool();
@@ -101,7 +105,7 @@ int Supervisor::run() {
       start_draining("drain_delay over");
     }
   }
-  systemd_notify("STATUS=stopped");
+  notify("STATUS=stopped");
   return exit_code_;
 }
 
@@ -116,7 +120,8 @@ void Supervisor::wait_for_events() {
   readable_listeners_.clear();
   for (int i = 0; i < n; ++i) {
     const int fd = events[static_cast<std::size_t>(i)].data.fd;
-    if (fd != signal_fd_.get()) readable_listeners_.push_back(fd);
+    const bool upgrade_report = upgrade_ && fd == upgrade_->report_fd();
+    if (fd != signal_fd_.get() && !upgrade_report) readable_listeners_.push_back(fd);
   }
 }
 
@@ -130,6 +135,7 @@ void Supervisor::drain_signals() {
       case SIGINT: begin_fast_stop(common::kExitOk, "SIGINT"); break;
       case SIGHUP: reload_requested_ = true; break;
       case SIGUSR1: reopen_requested_ = true; break;
+      case SIGUSR2: upgrade_requested_ = true; break;
       case SIGTTIN: ++resize_delta_; break;
       case SIGTTOU: --resize_delta_; break;
       default: break;  // SIGCHLD: reaping happens on every wake-up anyway; SIGWINCH: ignored
@@ -149,6 +155,10 @@ void Supervisor::reap_children() {
       continue;
     }
     if (forker_.on_child_exit(pid, status, serving())) continue;
+    if (upgrade_ && pid == upgrade_->pid()) {
+      on_upgrade_child_exit(status);
+      continue;
+    }
     switch (pool_.on_exit(pid, status, monotonic_ms())) {
       case WorkerPool::Exit::kNotOurs:
         spdlog::warn("reaped unknown child pid {} ({})", pid, describe_wait_status(status));
@@ -176,7 +186,7 @@ void Supervisor::progress_stop() {
 
 void Supervisor::reload() {
   reload_requested_ = false;
-  systemd_notify(reloading_message());
+  notify(reloading_message());
   spdlog::info("SIGHUP: reloading configuration from {}", config_.source);
   common::Config next;
   std::vector<common::Listener> added;
@@ -194,7 +204,7 @@ void Supervisor::reload() {
     }
   } catch (const std::exception& err) {
     spdlog::error("reload failed, keeping the running configuration: {}", err.what());
-    systemd_notify("READY=1\nSTATUS=reload failed; running the previous configuration");
+    notify("READY=1\nSTATUS=reload failed; running the previous configuration");
     return;
   }
   apply_listeners(next.listen, std::move(added));
@@ -205,8 +215,82 @@ void Supervisor::reload() {
     ready_notified_ = false;
     spdlog::info("starting generation {} with {} workers", gen, config_.worker_count());
   } else {
-    systemd_notify("READY=1\nSTATUS=reloaded");
+    notify("READY=1\nSTATUS=reloaded");
   }
+}
+
+// ---- binary upgrade ---------------------------------------------------------------------------
+
+void Supervisor::begin_upgrade() {
+  upgrade_requested_ = false;
+  if (upgrade_) {
+    spdlog::warn("SIGUSR2 ignored: an upgrade to pid {} is under way", upgrade_->pid());
+    return;
+  }
+  if (options_.executable.path.empty()) {
+    spdlog::warn("SIGUSR2 ignored: the executable's path is unknown");
+    return;
+  }
+  notify(reloading_message() + "\nSTATUS=upgrading");
+  try {
+    upgrade_.emplace(options_.executable, listeners_, monotonic_ms() + config_.upgrade_timeout);
+    watch(upgrade_->report_fd(), EPOLLIN);
+  } catch (const std::exception& err) {
+    upgrade_.reset();
+    spdlog::error("upgrade failed, still serving: {}", err.what());
+    notify("READY=1\nSTATUS=upgrade failed; still serving");
+    return;
+  }
+  spdlog::info("SIGUSR2: upgrading: started {} as pid {}; it has {} ms to serve",
+               options_.executable.path, upgrade_->pid(), config_.upgrade_timeout);
+}
+
+// The new master serves once it says so; a pipe closed first, or silence past the deadline,
+// means it failed: it is killed, and its exit (reaped as our child) ends the attempt.
+void Supervisor::follow_upgrade() {
+  if (!upgrade_ || handed_over_ || !upgrade_->report_fd_open()) return;
+  const auto report = upgrade_->read_report();
+  if (report == true) {
+    hand_over();
+  } else if (report == false) {
+    abandon_upgrade("it exited or closed its report pipe before serving");
+  } else if (monotonic_ms() >= upgrade_->deadline()) {
+    abandon_upgrade("it did not report serving within upgrade_timeout (" +
+                    std::to_string(config_.upgrade_timeout) + " ms)");
+  }
+}
+
+void Supervisor::abandon_upgrade(const std::string& why) {
+  spdlog::error("upgrade: new master pid {} failed: {}; killing it, still serving", upgrade_->pid(),
+                why);
+  upgrade_->close_report();
+  send_signal(upgrade_->pid(), SIGKILL);  // its workers die with it (PR_SET_PDEATHSIG)
+}
+
+void Supervisor::on_upgrade_child_exit(int status) {
+  const std::string how = describe_wait_status(status);
+  if (handed_over_) {
+    spdlog::info("new master pid {} {}", upgrade_->pid(), how);
+  } else {
+    spdlog::error("upgrade failed: new master pid {} {}; still serving (prefork-httpd {})",
+                  upgrade_->pid(), how, common::kVersion);
+    notify("READY=1\nSTATUS=upgrade failed; still serving");
+  }
+  upgrade_.reset();
+}
+
+// From here on the new master is the master: systemd follows it (MAINPID, sent while we are
+// still the main process, so NotifyAccess=main suffices); we drain as on a reload, silently.
+void Supervisor::hand_over() {
+  const pid_t pid = upgrade_->pid();
+  spdlog::info("upgrade: new master pid {} serves; prefork-httpd {} (pid {}) hands over and drains",
+               pid, common::kVersion, ::getpid());
+  notify("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=upgraded; new master pid " +
+         std::to_string(pid) + " serving");
+  handed_over_ = true;
+  upgrade_->close_report();
+  for (auto& l : listeners_) l.path.release();  // the socket files are the new master's now
+  start_draining("binary upgrade");
 }
 
 common::Listener* Supervisor::find_listener(const std::string& spec) {
@@ -289,9 +373,10 @@ void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
     return;
   }
   if (phase_ != Phase::kServing) return;
+  if (upgrade_ && !handed_over_) abandon_upgrade("the server is stopping");
   exit_code_ = exit_code;
   scoreboard_->header().draining.store(true);  // /healthz answers 503 from now on
-  systemd_notify("STOPPING=1\nSTATUS=draining");
+  notify("STOPPING=1\nSTATUS=draining");
   if (config_.drain_delay > 0 && exit_code == common::kExitOk) {
     phase_ = Phase::kAnnouncing;
     drain_at_ = monotonic_ms() + config_.drain_delay;
@@ -316,12 +401,13 @@ void Supervisor::start_draining(const char* why) {
 
 void Supervisor::begin_fast_stop(int exit_code, const char* why) {
   if (phase_ == Phase::kFastStopping || phase_ == Phase::kDone) return;
+  if (upgrade_ && !handed_over_) abandon_upgrade("the server is stopping");
   if (serving()) exit_code_ = exit_code;
   phase_ = Phase::kFastStopping;
   scoreboard_->header().draining.store(true);
   stop_deadline_ = monotonic_ms() + options_.fast_stop_timeout;
   spdlog::info("{}: fast stop", why);
-  systemd_notify("STOPPING=1\nSTATUS=stopping");
+  notify("STOPPING=1\nSTATUS=stopping");
   close_listeners();
   pool_.stop_all(common::kSignalStop, monotonic_ms());
   forker_.signal_all(common::kSignalStop);
@@ -349,6 +435,8 @@ void Supervisor::watch(int fd, std::uint32_t events) {
 void Supervisor::drop_master_fds() {
   epoll_.reset();
   signal_fd_.reset();
+  upgrade_.reset();
+  upgrade_report_.reset();
   forker_.drop_fds_in_child();
 }
 
@@ -361,7 +449,19 @@ void Supervisor::notify_ready_once() {
           ? std::to_string(pool_.serving_count()) + " workers serving"
           : "accepting, up to " + std::to_string(config_.max_children) + " children";
   spdlog::info("ready: {}", status);
-  systemd_notify("READY=1\nSTATUS=" + status);
+  if (upgrade_report_) {
+    // An upgrade: the old master tells systemd (MAINPID) once we have said that we serve.
+    if (options_.before_taking_over) options_.before_taking_over();
+    for (auto& l : listeners_) common::take_socket_file(l);
+    report_serving(upgrade_report_);
+    spdlog::info("upgrade: told the old master (pid {}) that we serve", ::getppid());
+    return;
+  }
+  notify("READY=1\nSTATUS=" + status);
+}
+
+void Supervisor::notify(const std::string& message) const {
+  if (!handed_over_) systemd_notify(message);
 }
 
 Millis Supervisor::next_wakeup(Millis now) const {

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "common/unique_fd.hpp"
 #include "master/connection_forker.hpp"
 #include "master/spawn.hpp"
+#include "master/upgrade.hpp"
 #include "master/worker_pool.hpp"
 
 namespace prefork::master {
@@ -33,7 +35,11 @@ struct SupervisorOptions {
   RespawnPolicy respawn;
   Millis fast_stop_timeout = 5'000;  // INT: how long children get after SIGTERM
   std::size_t scoreboard_slots = 2048;
-  ForkFunction fork;  // empty: ::fork (tests inject failures here)
+  ForkFunction fork;      // empty: ::fork (tests inject failures here)
+  Executable executable;  // what SIGUSR2 execs; empty path: upgrades are refused
+  // Started by an upgrade: what to do just before telling the old master that we serve
+  // (write the pidfile: it names us only once we are the master).
+  std::function<void()> before_taking_over;
 };
 
 class Supervisor {
@@ -58,6 +64,11 @@ class Supervisor {
   void reap_children();
   void progress_stop();
   void reload();
+  void begin_upgrade();
+  void follow_upgrade();
+  void on_upgrade_child_exit(int status);
+  void abandon_upgrade(const std::string& why);
+  void hand_over();
   void reopen_logs();
   void resize_pool();
   void maintain_pool();
@@ -81,6 +92,8 @@ class Supervisor {
   void watch(int fd, std::uint32_t events);
   void drop_master_fds();
   void notify_ready_once();
+  // systemd_notify, until we handed the service over to a new master.
+  void notify(const std::string& message) const;
   [[nodiscard]] Millis next_wakeup(Millis now) const;
 
   common::Config config_;
@@ -100,6 +113,10 @@ class Supervisor {
   Millis drain_at_ = 0;  // kAnnouncing: when the real drain starts
   int exit_code_ = 0;
   bool reload_requested_ = false;
+  bool upgrade_requested_ = false;
+  std::optional<UpgradeInProgress> upgrade_;
+  common::UniqueFd upgrade_report_ = take_upgrade_report_fd();  // we were started by an upgrade
+  bool handed_over_ = false;  // a new master serves; this one only drains
   bool reopen_requested_ = false;
   int resize_delta_ = 0;
   bool ready_notified_ = false;
