@@ -1,0 +1,265 @@
+// Binary upgrade (SIGUSR2) of the real binary under load: the executable file is replaced, the
+// old master execs the new one with its listeners, hands over once the new workers serve, and
+// drains. Clients that never retry see no failure; a broken new binary changes nothing.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "tests/support/server_process.hpp"
+
+namespace prefork::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using Clock = std::chrono::steady_clock;
+
+// Clients that never retry: keep-alive ones sending back to back, and connection-per-request
+// ones. A request that gets no complete 200 is a failure. Bounded by count and time.
+class NoRetryLoad {
+ public:
+  explicit NoRetryLoad(std::uint16_t port) : port_(port) {
+    for (int i = 0; i < 3; ++i) threads_.emplace_back([this] { keep_alive(); });
+    threads_.emplace_back([this] { per_request(); });
+  }
+  ~NoRetryLoad() { stop(); }
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  [[nodiscard]] int requests() const { return requests_; }
+  [[nodiscard]] int failures() const { return failures_; }
+  [[nodiscard]] std::string first_failure() const {
+    const std::lock_guard lock(mutex_);
+    return first_failure_;
+  }
+  void wait_for_more(int count) const {
+    const int target = requests_ + count;
+    const auto deadline = Clock::now() + 20s;
+    while (requests_ < target && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  }
+
+ private:
+  [[nodiscard]] bool running() const {
+    return !stop_ && requests_ < 500'000 && Clock::now() < deadline_;
+  }
+  // One connection until the server says close; the next request goes on a new connection.
+  void keep_alive() {
+    while (running()) {
+      try {
+        Client c(port_);
+        while (running()) {
+          c.send(get_request());
+          const Response r = c.read_response();
+          count(r);
+          if (r.header("connection") == "close") break;
+        }
+      } catch (const std::exception& err) {
+        fail(err.what());
+      }
+    }
+  }
+  void per_request() {
+    while (running()) {
+      try {
+        count(fetch(port_, get_request("/", "Connection: close\r\n")));
+      } catch (const std::exception& err) {
+        fail(err.what());
+      }
+    }
+  }
+  void count(const Response& r) {
+    ++requests_;
+    if (r.status != 200 || r.body != "Hello, World!") fail("answer " + r.status_line);
+  }
+  void fail(const std::string& why) {
+    ++requests_;
+    const std::lock_guard lock(mutex_);
+    if (failures_++ == 0) first_failure_ = why;
+  }
+
+  std::uint16_t port_;
+  const Clock::time_point deadline_ = Clock::now() + 60s;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::atomic<int> failures_{0};
+  mutable std::mutex mutex_;
+  std::string first_failure_;
+  std::vector<std::thread> threads_;
+};
+
+std::string exe_of(pid_t pid) {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).string();
+}
+
+pid_t read_pid(const std::string& path) {
+  std::ifstream in(path);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+// A server run from its own copy of the binary, so the test can replace the file as dpkg does.
+struct UpgradableServer {
+  TempDir bin;
+  std::string exe = bin.path() + "/prefork-httpd";
+  std::unique_ptr<ServerProcess> server;
+
+  explicit UpgradableServer(const std::string& config) {
+    install(PREFORK_HTTPD_BINARY);
+    // The shell execs the copy in its own place: the master's path is the copy's.
+    server = std::make_unique<ServerProcess>(
+        ServerOptions{.config = config + "pidfile = \"" + bin.path() + "/pid\"\n",
+                      .wrapper = {"/bin/sh", "-c", "shift; exec \"$0\" \"$@\"", exe}});
+  }
+  // Replaces the executable as a package manager does: a new file renamed over the old one.
+  void install(const std::string& from) const {
+    const std::string temp = exe + ".new";
+    std::filesystem::copy_file(from, temp, std::filesystem::copy_options::overwrite_existing);
+    ::chmod(temp.c_str(), 0755);
+    std::filesystem::rename(temp, exe);
+  }
+  void install_script(const std::string& body) const {
+    const std::string temp = exe + ".new";
+    std::ofstream(temp) << "#!/bin/sh\n" << body << "\n";
+    ::chmod(temp.c_str(), 0755);
+    std::filesystem::rename(temp, exe);
+  }
+  [[nodiscard]] pid_t pidfile_pid() const { return read_pid(bin.path() + "/pid"); }
+};
+
+// Stops a master that is our child only by adoption (we are the subreaper), and reaps it.
+void stop_adopted_master(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  EXPECT_TRUE(wait_gone(pid, 10s)) << "the new master did not stop";
+  reap_zombies();
+}
+
+// Upgrades the master `pid` under load: the file is replaced, SIGUSR2 sent; waits until the old
+// master has drained and exited (`wait_exit` reaps it) and returns the new master's pid.
+pid_t upgrade(UpgradableServer& s, pid_t master, NoRetryLoad& load,
+              const std::function<bool()>& wait_exit) {
+  const auto old_children = children_of(master);
+  s.install(PREFORK_HTTPD_BINARY);  // the "new version": a new file at the same path
+  const std::size_t mark = s.server->log().size();
+  ::kill(master, SIGUSR2);
+  EXPECT_TRUE(s.server->wait_for_log("hands over and drains", 20s, mark)) << s.server->log();
+  EXPECT_TRUE(wait_exit()) << "the old master did not finish draining";
+  for (const pid_t c : old_children) EXPECT_TRUE(wait_gone(c, 5s)) << "old child " << c;
+  const pid_t next = s.pidfile_pid();
+  EXPECT_NE(next, master);
+  EXPECT_TRUE(process_alive(next));
+  load.wait_for_more(300);  // the new master's children serve
+  return next;
+}
+
+void check_runs_new_image(pid_t master, const std::string& exe, bool prefork) {
+  EXPECT_EQ(exe_of(master), exe);  // not "… (deleted)": the file that is there now
+  const auto children = children_of(master);
+  if (prefork) {
+    EXPECT_FALSE(children.empty());
+  }
+  for (const pid_t c : children) EXPECT_EQ(exe_of(c), exe) << "child " << c;
+  // A connection child that exited a moment ago may not be reaped yet: judge by the last count.
+  const auto deadline = Clock::now() + 5s;
+  std::size_t zombies = zombies_of(master);
+  while (zombies > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+    zombies = zombies_of(master);
+  }
+  EXPECT_EQ(zombies, 0U);
+}
+
+void upgrade_twice(const std::string& config, bool prefork) {
+  UpgradableServer s(config);
+  const pid_t first = s.server->pid();
+  EXPECT_EQ(s.pidfile_pid(), first);
+  NoRetryLoad load(s.server->port());
+  load.wait_for_more(300);
+  const pid_t second = upgrade(s, first, load, [&] {
+    return exit_code(s.server->wait_exit(20s)) == 0;  // our own child: reaped here
+  });
+  check_runs_new_image(second, s.exe, prefork);
+  // Once more: the new master upgrades just as the first did (our child by adoption, as we
+  // are the subreaper).
+  const pid_t third = upgrade(s, second, load, [&] {
+    const bool gone = wait_gone(second, 20s);
+    reap_zombies();
+    return gone;
+  });
+  load.stop();
+  check_runs_new_image(third, s.exe, prefork);
+  EXPECT_EQ(load.failures(), 0) << load.first_failure() << " of " << load.requests();
+  std::printf("two upgrades under load: %d requests, %d failed\n", load.requests(),
+              load.failures());
+  EXPECT_THAT(s.server->unexpected_errors(), IsEmpty());
+  stop_adopted_master(third);
+}
+
+TEST(Upgrade, TwoUpgradesUnderLoadFailNoRequestAndRunTheNewImage) {
+  upgrade_twice("workers = 2\n", true);
+}
+
+TEST(Upgrade, PerConnectionModeUpgradesUnderLoadWithoutAFailure) {
+  upgrade_twice("mode = \"per-connection\"\n", false);
+}
+
+// A new binary that cannot serve changes nothing: the old master and its workers go on.
+void broken_upgrade(const std::string& script, const std::string& reason) {
+  UpgradableServer s("workers = 2\nupgrade_timeout = 1\n");
+  const pid_t master = s.server->pid();
+  const auto workers = s.server->children();
+  NoRetryLoad load(s.server->port());
+  load.wait_for_more(200);
+  s.install_script(script);
+  const std::size_t mark = s.server->log().size();
+  s.server->signal(SIGUSR2);
+  ASSERT_TRUE(s.server->wait_for_log("still serving (prefork-httpd", 10s, mark)) << s.server->log();
+  EXPECT_THAT(s.server->log().substr(mark), HasSubstr(reason));
+  load.wait_for_more(200);
+  load.stop();
+  EXPECT_EQ(load.failures(), 0) << load.first_failure() << " of " << load.requests();
+  EXPECT_EQ(s.server->children(), workers);
+  EXPECT_EQ(s.pidfile_pid(), master);
+  EXPECT_EQ(fetch(s.server->port(), get_request()).body, "Hello, World!");
+  EXPECT_THAT(s.server->unexpected_errors({"upgrade"}), IsEmpty());
+}
+
+TEST(Upgrade, ANewBinaryThatExitsAtStartChangesNothing) {
+  broken_upgrade("exit 1", "exited with code 1");
+}
+
+TEST(Upgrade, ANewBinaryThatCrashesChangesNothing) {
+  broken_upgrade("kill -SEGV $$", "killed by SIGSEGV");
+}
+
+TEST(Upgrade, ANewBinaryThatNeverServesIsKilledAfterUpgradeTimeout) {
+  broken_upgrade("exec sleep 60", "did not report serving within upgrade_timeout (1000 ms)");
+}
+
+TEST(Upgrade, AMissingExecutableChangesNothing) {
+  UpgradableServer s("workers = 1\n");
+  std::filesystem::remove(s.exe);
+  const std::size_t mark = s.server->log().size();
+  s.server->signal(SIGUSR2);
+  ASSERT_TRUE(s.server->wait_for_log("still serving (prefork-httpd", 10s, mark));
+  EXPECT_THAT(s.server->log().substr(mark), HasSubstr("No such file or directory"));
+  EXPECT_THAT(s.server->log().substr(mark), HasSubstr("exited with code 127"));
+  EXPECT_EQ(fetch(s.server->port(), get_request()).body, "Hello, World!");
+}
+
+}  // namespace
+}  // namespace prefork::testing
