@@ -1,7 +1,12 @@
 #include "common/log.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -24,13 +29,57 @@ spdlog::sink_ptr make_sink(const std::string& error_log) {
   return std::make_shared<spdlog::sinks::basic_file_sink_st>(error_log, /*truncate=*/false);
 }
 
+// systemd sets JOURNAL_STREAM to the device and inode of the stream it connected to stderr;
+// a match means our stderr really is the journal (not a redirection a user made since).
+bool stderr_is_journal() {
+  const char* text = std::getenv("JOURNAL_STREAM");
+  unsigned long long device = 0;
+  unsigned long long inode = 0;
+  if (text == nullptr || std::sscanf(text, "%llu:%llu", &device, &inode) != 2) return false;
+  struct stat st {};
+  return ::fstat(STDERR_FILENO, &st) == 0 && st.st_dev == device && st.st_ino == inode;
+}
+
+// The sd-daemon(3) priority prefix ("<3>" for errors), so that `journalctl -p err` finds our
+// errors; the journal adds its own timestamp.
+class JournalPriority final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm& /*time*/,
+              spdlog::memory_buf_t& dest) override {
+    const char* prefix = "<6>";
+    switch (msg.level) {
+      case spdlog::level::trace:
+      case spdlog::level::debug: prefix = "<7>"; break;
+      case spdlog::level::warn: prefix = "<4>"; break;
+      case spdlog::level::err: prefix = "<3>"; break;
+      case spdlog::level::critical: prefix = "<2>"; break;
+      default: break;
+    }
+    dest.append(prefix, prefix + 3);
+  }
+  [[nodiscard]] std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JournalPriority>();
+  }
+};
+
+std::unique_ptr<spdlog::formatter> make_formatter(const std::string& tag,
+                                                  const std::string& error_log) {
+  const std::string who = "[%l] " + tag + " (pid " + std::to_string(::getpid()) + "): %v";
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  if (error_log == "stderr" && stderr_is_journal()) {
+    formatter->add_flag<JournalPriority>('*').set_pattern("%*" + who);
+  } else {
+    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z " + who);
+  }
+  return formatter;
+}
+
 }  // namespace
 
 void init_logging(const std::string& tag, const std::string& error_log, const std::string& level) {
   current() = {tag, error_log, level};
   auto logger = std::make_shared<spdlog::logger>("prefork", make_sink(error_log));
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z [%l] " + tag + " (pid " + std::to_string(::getpid()) +
-                      "): %v");
+  logger->set_formatter(make_formatter(tag, error_log));
   logger->set_level(spdlog::level::from_str(level));
   // The error log is low-volume (requests go to the access log), so every line is written at
   // once: an operator tailing it, or a crash right after, never misses one.
