@@ -37,6 +37,13 @@ std::variant<CommandLine, int> parse_command_line(int argc, const char* const* a
   app.add_option("-w,--workers", workers, "Worker processes: a number or \"auto\" (one per CPU)");
   app.add_option("-m,--mode", mode, "Process model: prefork or per-connection");
   app.add_option("-s,--set", sets, "Override any configuration key: KEY=VALUE (VALUE in TOML)");
+  app.add_option("--signal", out.signal,
+                 "Signal the running master and exit: reload (HUP), upgrade (USR2), reopen (USR1), "
+                 "stop (TERM, graceful), quit (INT, fast)")
+      ->check(CLI::IsMember({"reload", "upgrade", "reopen", "stop", "quit"}));
+  app.add_option("--pid", out.signal_pid,
+                 "With --signal: the master's pid (default: the configuration's pidfile)")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {

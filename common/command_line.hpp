@@ -13,6 +13,10 @@ namespace prefork::common {
 struct CommandLine {
   std::string config_path;   // empty: built-in defaults
   bool test_config = false;  // -t: validate and exit
+  // --signal: send a running master reload/upgrade/reopen/stop/quit and exit; the master is
+  // --pid, or else the one the configuration's pidfile names.
+  std::string signal;
+  int signal_pid = 0;
   std::vector<Override> overrides;
 };
 

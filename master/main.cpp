@@ -17,6 +17,7 @@
 #include "common/resource_limits.hpp"
 #include "common/sys_error.hpp"
 #include "common/version.hpp"
+#include "master/control.hpp"
 #include "master/pidfile.hpp"
 #include "master/privileges.hpp"
 #include "master/supervisor.hpp"
@@ -88,6 +89,9 @@ int main(int argc, char** argv) {
   auto parsed = common::parse_command_line(argc, argv);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const auto& cli = std::get<common::CommandLine>(parsed);
+  if (!cli.signal.empty() && cli.signal_pid > 0) {
+    return master::signal_master(cli.signal, cli.signal_pid, "");
+  }
 
   common::Config config;
   try {
@@ -96,6 +100,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prefork-httpd: configuration error: %s\n", err.what());
     return cli.test_config ? 1 : common::kExitConfig;
   }
+  if (!cli.signal.empty()) return master::signal_master(cli.signal, 0, config.pidfile);
   if (cli.test_config) {
     std::printf("prefork-httpd: configuration %s is valid\n", config.source.c_str());
     return common::kExitOk;

@@ -181,5 +181,34 @@ TEST(Lifecycle, TheShippedDefaultConfigIsValid) {
   EXPECT_EQ(code, 0) << out;
 }
 
+// The binary signals its running master (no kill(1) needed): through the configuration's
+// pidfile, or the pid a service manager gives it (ExecReload=… --pid $MAINPID).
+TEST(Lifecycle, TheBinarySignalsItsRunningMaster) {
+  TempDir dir;
+  const std::string conf =
+      dir.write("c.conf", "workers = 1\npidfile = \"" + dir.path() + "/pid\"\n");
+  ServerProcess server({.args = {"-c", conf}});
+  std::size_t mark = server.log().size();
+  auto [code, out] = run_binary("-c " + conf + " --signal reload");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(server.wait_for_log("SIGHUP: reloading", kIoTimeout, mark));
+  mark = server.log().size();
+  std::tie(code, out) = run_binary("-c " + conf + " --signal reopen");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(server.wait_for_log("SIGUSR1: log files reopened", kIoTimeout, mark));
+  std::tie(code, out) = run_binary("--signal stop --pid " + std::to_string(server.pid()));
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(exit_code(server.wait_exit(10s)), 0);
+  // Stopped: the pidfile is gone, so there is no master to signal.
+  std::tie(code, out) = run_binary("-c " + conf + " --signal reload");
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("no master pid in it"));
+  std::tie(code, out) = run_binary("--signal reload");
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(out, HasSubstr("needs --pid or a configured pidfile"));
+  std::tie(code, out) = run_binary("--signal restart --pid 1");
+  EXPECT_EQ(code, 2);
+}
+
 }  // namespace
 }  // namespace prefork::testing
