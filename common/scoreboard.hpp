@@ -39,6 +39,7 @@ struct alignas(64) ScoreboardHeader {
   std::atomic<bool> draining{false};  // a graceful stop has begun: /healthz answers 503
   std::atomic<std::int32_t> master_pid{0};
   std::atomic<Millis> master_started_ms{0};  // wall_ms()
+  std::atomic<Millis> upgraded_ms{0};        // wall_ms() this binary took over (SIGUSR2); 0 never
   std::atomic<std::uint32_t> generation{0};
   std::atomic<std::uint32_t> live_children{0};    // per-connection mode
   std::atomic<std::uint64_t> children_forked{0};  // per-connection mode, since start

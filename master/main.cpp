@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "common/build_id.hpp"
 #include "common/command_line.hpp"
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
@@ -75,8 +76,8 @@ std::vector<common::Listener> adopt_listeners(common::Config& config,
 }
 
 void log_startup(const common::Config& config, const std::vector<common::Listener>& listeners) {
-  spdlog::info("prefork-httpd {} starting: mode {}, {} {}, config {}", common::kVersion,
-               common::mode_name(config.mode),
+  spdlog::info("prefork-httpd {} (build {}) starting: mode {}, {} {}, config {}", common::kVersion,
+               common::build_id(), common::mode_name(config.mode),
                config.mode == common::Mode::kPrefork ? config.worker_count() : config.max_children,
                config.mode == common::Mode::kPrefork ? "workers" : "max children", config.source);
   for (const auto& l : listeners) spdlog::info("listening on {}", l.bound);

@@ -453,6 +453,7 @@ void Supervisor::notify_ready_once() {
     // An upgrade: the old master tells systemd (MAINPID) once we have said that we serve.
     if (options_.before_taking_over) options_.before_taking_over();
     for (auto& l : listeners_) common::take_socket_file(l);
+    scoreboard_->header().upgraded_ms.store(common::wall_ms());
     report_serving(upgrade_report_);
     spdlog::info("upgrade: told the old master (pid {}) that we serve", ::getppid());
     return;

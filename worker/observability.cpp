@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "common/build_id.hpp"
 #include "common/cidr.hpp"
 #include "common/version.hpp"
 #include "common/wait_status.hpp"
@@ -121,6 +122,7 @@ StatusSnapshot take_snapshot(const common::Config& config, const common::Scorebo
   s.draining = s.draining || h.draining.load(relaxed);
   s.master_pid = h.master_pid.load(relaxed);
   s.master_started_ms = h.master_started_ms.load(relaxed);
+  s.upgraded_ms = h.upgraded_ms.load(relaxed);
   s.generation = h.generation.load(relaxed);
   s.live_children = h.live_children.load(relaxed);
   s.children_forked = h.children_forked.load(relaxed);
@@ -179,6 +181,11 @@ std::string render_status_html(const StatusSnapshot& s) {
   out += "</span></h1>\n<p class=\"sub\">";
   out += "version ";
   out += common::kVersion;
+  out += " &middot; build ";
+  append_html_escaped(out, common::build_id().substr(0, 12));
+  if (s.upgraded_ms > 0) {
+    out += " &middot; upgraded " + duration_text(uptime_ms(s.now_ms, s.upgraded_ms)) + " ago";
+  }
   out += " &middot; mode <b>";
   out += common::mode_name(s.mode);
   out += "</b> &middot; master pid " + std::to_string(s.master_pid);
@@ -244,6 +251,10 @@ std::string render_status_json(const StatusSnapshot& s) {
   out.reserve(1024 + 256 * s.rows.size());
   out += "{\"version\":";
   append_json_string(out, common::kVersion);
+  out += ",\"build_id\":";
+  append_json_string(out, common::build_id());
+  out += ",\"upgraded_at\":";
+  out += s.upgraded_ms > 0 ? fixed3(seconds(s.upgraded_ms)) : "null";
   out += ",\"mode\":";
   append_json_string(out, common::mode_name(s.mode));
   out += ",\"draining\":";
@@ -320,9 +331,13 @@ std::string render_metrics(const StatusSnapshot& s) {
   sample("prefork_up", "", "1");
   family("prefork_info", "gauge", "Version and mode of the server (value always 1).");
   sample("prefork_info",
-         "version=\"" + std::string(common::kVersion) + "\",mode=\"" +
-             std::string(common::mode_name(s.mode)) + "\"",
+         "version=\"" + std::string(common::kVersion) + "\",build_id=\"" + common::build_id() +
+             "\",mode=\"" + std::string(common::mode_name(s.mode)) + "\"",
          "1");
+  family("prefork_upgrade_time_seconds", "gauge",
+         "When this binary took over by a binary upgrade (SIGUSR2), since the Unix epoch; 0: "
+         "never.");
+  sample("prefork_upgrade_time_seconds", "", fixed3(seconds(s.upgraded_ms)));
   family("prefork_start_time_seconds", "gauge",
          "Start time of the master process since the Unix epoch in seconds.");
   sample("prefork_start_time_seconds", "", fixed3(seconds(s.master_started_ms)));

@@ -38,6 +38,7 @@ struct StatusSnapshot {
   bool draining = false;
   std::int32_t master_pid = 0;
   common::Millis master_started_ms = 0;
+  common::Millis upgraded_ms = 0;  // when this binary took over by an upgrade; 0: never
   std::uint32_t generation = 0;
   std::uint32_t live_children = 0;
   std::uint64_t children_forked = 0;

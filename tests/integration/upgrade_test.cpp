@@ -20,6 +20,7 @@
 namespace prefork::testing {
 namespace {
 
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using Clock = std::chrono::steady_clock;
@@ -166,8 +167,11 @@ pid_t upgrade(UpgradableServer& s, pid_t master, NoRetryLoad& load,
   return next;
 }
 
-void check_runs_new_image(pid_t master, const std::string& exe, bool prefork) {
+void check_runs_new_image(pid_t master, const std::string& exe, bool prefork, std::uint16_t port) {
   EXPECT_EQ(exe_of(master), exe);  // not "… (deleted)": the file that is there now
+  const Response status = fetch(port, get_request("/server-status?format=json"));
+  EXPECT_THAT(status.body, ContainsRegex("\"build_id\":\"[0-9a-f]{40}\",\"upgraded_at\":[0-9]"));
+  EXPECT_THAT(status.body, ContainsRegex("\"master\":\\{\"pid\":" + std::to_string(master) + ","));
   const auto children = children_of(master);
   if (prefork) {
     EXPECT_FALSE(children.empty());
@@ -192,7 +196,7 @@ void upgrade_twice(const std::string& config, bool prefork) {
   const pid_t second = upgrade(s, first, load, [&] {
     return exit_code(s.server->wait_exit(20s)) == 0;  // our own child: reaped here
   });
-  check_runs_new_image(second, s.exe, prefork);
+  check_runs_new_image(second, s.exe, prefork, s.server->port());
   // Once more: the new master upgrades just as the first did (our child by adoption, as we
   // are the subreaper).
   const pid_t third = upgrade(s, second, load, [&] {
@@ -201,7 +205,7 @@ void upgrade_twice(const std::string& config, bool prefork) {
     return gone;
   });
   load.stop();
-  check_runs_new_image(third, s.exe, prefork);
+  check_runs_new_image(third, s.exe, prefork, s.server->port());
   EXPECT_EQ(load.failures(), 0) << load.first_failure() << " of " << load.requests();
   std::printf("two upgrades under load: %d requests, %d failed\n", load.requests(),
               load.failures());
