@@ -22,6 +22,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "tests/soak/load.hpp"
 #include "tests/support/server_process.hpp"
@@ -418,21 +419,29 @@ class Storm {
     const auto now = Clock::now();
     children_ = children_of(server_.pid());
     for (const pid_t pid : children_) first_seen_.try_emplace(pid, now);
-    // Slots, from the master's "worker N (pid P, generation G) started" lines.
-    static const std::regex started(R"(worker (\d+) \(pid (\d+), generation \d+\) started)");
+    read_worker_starts();
+    // A worker seen alive past the window resets its slot's count of quick deaths.
+    for (const pid_t pid : children_) {
+      if (now - first_seen_[pid] >= kQuickDeathWindow && slot_of_.contains(pid)) {
+        young_kills_[slot_of_[pid]] = 0;
+      }
+    }
+  }
+
+  // Slots, from the master's "worker N (pid P, generation G) started" lines. A slot that starts
+  // a worker of another generation than its last was claimed afresh: no quick deaths on record.
+  void read_worker_starts() {
+    static const std::regex started(R"(worker (\d+) \(pid (\d+), generation (\d+)\) started)");
     const std::string log = server_.log();
     const auto complete = log.rfind('\n');  // only whole lines
     if (complete == std::string::npos || complete < parsed_log_) return;
     const std::string fresh = log.substr(parsed_log_, complete + 1 - parsed_log_);
     parsed_log_ = complete + 1;
     for (std::sregex_iterator it(fresh.begin(), fresh.end(), started), end; it != end; ++it) {
-      slot_of_[static_cast<pid_t>(std::stol((*it)[2]))] = std::stoi((*it)[1]);
-    }
-    // A worker seen alive past the window resets its slot's count of quick deaths.
-    for (const pid_t pid : children_) {
-      if (now - first_seen_[pid] >= kQuickDeathWindow && slot_of_.contains(pid)) {
-        young_kills_[slot_of_[pid]] = 0;
-      }
+      const int slot = std::stoi((*it)[1]);
+      const int generation = std::stoi((*it)[3]);
+      slot_of_[static_cast<pid_t>(std::stol((*it)[2]))] = slot;
+      if (std::exchange(slot_generation_[slot], generation) != generation) young_kills_[slot] = 0;
     }
   }
 
@@ -687,6 +696,7 @@ class Storm {
   std::map<pid_t, Clock::time_point> first_seen_;
   std::map<pid_t, int> slot_of_;
   std::map<int, unsigned> young_kills_;
+  std::map<int, int> slot_generation_;
   std::size_t parsed_log_ = 0;
   std::map<pid_t, Clock::time_point> stopped_;  // pid -> when to continue it
   std::vector<Kill> kills_;
