@@ -62,6 +62,11 @@ const char* mode_name(Mode mode) {
   return mode == Mode::kPrefork ? "prefork" : "per-connection";
 }
 
+// Names the mode in test output (and in ctest's test names) instead of its bytes.
+void PrintTo(Mode mode, std::ostream* out) {
+  *out << mode_name(mode);
+}
+
 // What a reload of a config should do.
 enum class Expect { kApplied, kRejected, kEither };
 
