@@ -297,7 +297,18 @@ class Storm {
         next_zombie_check = Clock::now() + 2s;
       }
       act();
-      std::this_thread::sleep_for(Duration(std::uniform_int_distribution(50, 400)(rng_)));
+      pause(Duration(std::uniform_int_distribution(50, 400)(rng_)));
+    }
+  }
+
+  // Between two actions; a stopped worker is continued on time, not at the next action.
+  void pause(Duration length) {
+    const auto wake = Clock::now() + length;
+    while (Clock::now() < wake) {
+      auto until = wake;
+      for (const auto& [pid, due] : stopped_) until = std::min(until, due);
+      std::this_thread::sleep_until(until);
+      continue_due_stopped();
     }
   }
 
@@ -353,13 +364,12 @@ class Storm {
     return from;
   }
 
-  // Waits until the master has handled every signal sent before this call: it handles the
-  // USR1 after them, and within one loop pass after the reopen line.
-  void barrier() {
+  // Waits until the master has handled every signal sent before this call: it reads them with
+  // this USR1 or before it, and finishes that loop pass (reload, reopen, resize) before it reads
+  // the next signal. False when the reopen line does not come within 10 s.
+  bool barrier() {
     const std::size_t from = rotate_logs();
-    if (!server_.wait_for_log("SIGUSR1: log files reopened; asking", kReloadOutcomeTimeout, from)) {
-      ADD_FAILURE() << "the master did not handle SIGUSR1 within 10 s " << context();
-    }
+    return server_.wait_for_log("SIGUSR1: log files reopened; asking", kReloadOutcomeTimeout, from);
   }
 
   void write_config(const std::string& text) {
@@ -393,13 +403,7 @@ class Storm {
   // applied reload logs nothing of its own: a USR1 sent after it marks the end of its pass.
   std::optional<bool> reload_outcome(std::size_t from) {
     if (mode_ == Mode::kPerConnection) {
-      const std::size_t reloading_from = from;
-      if (!server_.wait_for_log("SIGHUP: reloading", kReloadOutcomeTimeout, reloading_from)) {
-        return std::nullopt;
-      }
-      const std::size_t marker_from = rotate_logs();
-      if (!server_.wait_for_log("SIGUSR1: log files reopened; asking", kReloadOutcomeTimeout,
-                                marker_from)) {
+      if (!server_.wait_for_log("SIGHUP: reloading", kReloadOutcomeTimeout, from) || !barrier()) {
         return std::nullopt;
       }
       const std::string log = server_.log().substr(from);
@@ -522,7 +526,11 @@ class Storm {
   // ---- the end --------------------------------------------------------------------------------
 
   void final_reload() {
-    barrier();  // no TTIN/TTOU left to be handled together with the final HUP
+    // No TTIN/TTOU left to be handled together with the final HUP.
+    if (!barrier()) {
+      ADD_FAILURE() << "the master did not handle SIGUSR1 within 10 s " << context();
+      return;
+    }
     const std::size_t from = server_.log().size();
     reload(configs_.initial());
     if (failed_already()) return;
