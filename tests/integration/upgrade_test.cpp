@@ -144,6 +144,7 @@ struct UpgradableServer {
 
 // Stops a master that is our child only by adoption (we are the subreaper), and reaps it.
 void stop_adopted_master(pid_t pid) {
+  ASSERT_GT(pid, 1);  // never kill(0, …) or kill(-1, …): that would be the whole group
   ::kill(pid, SIGTERM);
   EXPECT_TRUE(wait_gone(pid, 10s)) << "the new master did not stop";
   reap_zombies();
@@ -153,6 +154,10 @@ void stop_adopted_master(pid_t pid) {
 // master has drained and exited (`wait_exit` reaps it) and returns the new master's pid.
 pid_t upgrade(UpgradableServer& s, pid_t master, NoRetryLoad& load,
               const std::function<bool()>& wait_exit) {
+  if (master <= 1) {  // never kill(0, …): that would signal the whole process group
+    ADD_FAILURE() << "no master to upgrade";
+    return 0;
+  }
   const auto old_children = children_of(master);
   s.install(PREFORK_HTTPD_BINARY);  // the "new version": a new file at the same path
   const std::size_t mark = s.server->log().size();
@@ -161,6 +166,7 @@ pid_t upgrade(UpgradableServer& s, pid_t master, NoRetryLoad& load,
   EXPECT_TRUE(wait_exit()) << "the old master did not finish draining";
   for (const pid_t c : old_children) EXPECT_TRUE(wait_gone(c, 5s)) << "old child " << c;
   const pid_t next = s.pidfile_pid();
+  EXPECT_GT(next, 1);
   EXPECT_NE(next, master);
   EXPECT_TRUE(process_alive(next));
   load.wait_for_more(300);  // the new master's children serve
