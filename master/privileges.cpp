@@ -117,11 +117,14 @@ void check_log_files_for_children(const common::Config& config, const ChildCrede
     if (err == 0) continue;
     std::string message = config.source + ": key '" + key + "': " + who + ", who the children " +
                           "run as, cannot open " + *path + " for appending";
+    std::error_code ignored;
     if (err == kProbeSetupFailed) {
       message += " (the check could not take that user's credentials)";
+    } else if (err != EACCES && !std::filesystem::exists(*path, ignored)) {
+      message += ": it does not exist yet and cannot be created in " + probe.directory + ": " +
+                 common::errno_text(err);
     } else {
       message += ": " + common::errno_text(err);
-      if (::access(path->c_str(), F_OK) != 0) message += " (directory " + probe.directory + ")";
     }
     throw common::ConfigError(message);
   }

@@ -101,8 +101,10 @@ TEST_F(LogAccessCheck, AMissingFileIsAcceptedWhereTheMasterCanCreateItForTheChil
 
 TEST_F(LogAccessCheck, AMissingDirectoryIsRefused) {
   const std::string path = dir_.path() + "/no-such-dir/access.log";
-  EXPECT_THAT(check(path),
-              HasSubstr("cannot open " + path + " for appending: No such file or directory"));
+  EXPECT_THAT(check(path), HasSubstr("cannot open " + path +
+                                     " for appending: it does not exist yet and cannot "
+                                     "be created in " +
+                                     dir_.path() + "/no-such-dir: No such file or directory"));
 }
 
 TEST_F(LogAccessCheck, NothingIsCheckedForStderrOrOff) {
