@@ -46,8 +46,10 @@ std::string describe(const toml::node& node) {
 
 std::int64_t integer_in(const toml::node& node, std::string_view key, std::int64_t lo,
                         std::int64_t hi) {
-  const auto value = node.value<std::int64_t>();
-  if (!node.is_integer() || !value || *value < lo || *value > hi) {
+  // Only an integer node is read as one: toml++ converts a float such as 1e91 to int64 without
+  // a range check (undefined behaviour).
+  const auto value = node.is_integer() ? node.value<std::int64_t>() : std::nullopt;
+  if (!value || *value < lo || *value > hi) {
     fail(node, key, "an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
   }
   return *value;
@@ -60,8 +62,9 @@ unsigned count_in(const toml::node& node, std::string_view key, unsigned lo, uns
 // Durations are seconds, integer or fractional, so "0.5" and "30" both read naturally.
 Millis seconds(const toml::node& node, std::string_view key) {
   const auto value = node.value<double>();
-  if (!(node.is_integer() || node.is_floating_point()) || !value || *value < 0.001 ||
-      *value > 86400.0 * 365) {
+  // Written so that nan fails too (every comparison with it is false).
+  if (!(node.is_integer() || node.is_floating_point()) || !value ||
+      !(*value >= 0.001 && *value <= 86400.0 * 365)) {
     fail(node, key, "a duration in seconds (a number from 0.001 to 31536000)");
   }
   return static_cast<Millis>(*value * 1000.0);

@@ -199,5 +199,21 @@ TEST(Config, MalformedListenAddressesNameTheirLine) {
               HasSubstr("command line: listen address 'unix:relative.sock'"));
 }
 
+TEST(Config, NumbersOutsideWhatTheKeyTakesAreRefusedWhateverTheirTomlType) {
+  // Found by config_fuzzer: a float where an integer is expected was converted unchecked.
+  EXPECT_THAT(error_of("max_request_line = 1e91"),
+              HasSubstr(":1: key 'max_request_line': expected an integer from 64 to 1048576"));
+  EXPECT_THAT(error_of("max_requests = 1.5"), HasSubstr("key 'max_requests': expected an integer"));
+  EXPECT_THAT(error_of("", {{"max_headers", "-1e300"}}), HasSubstr("key 'max_headers': expected"));
+  for (const char* value : {"nan", "+nan", "-nan", "inf", "-inf"}) {
+    EXPECT_THAT(error_of(std::string("graceful_timeout = ") + value),
+                HasSubstr("key 'graceful_timeout': expected a duration"))
+        << value;
+    EXPECT_THAT(error_of(std::string("drain_delay = ") + value),
+                HasSubstr("key 'drain_delay': expected a duration"))
+        << value;
+  }
+}
+
 }  // namespace
 }  // namespace prefork::common
