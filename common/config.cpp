@@ -3,12 +3,17 @@
 #include <unistd.h>
 
 #include <toml++/toml.h>
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <sstream>
+
+#include "common/listeners.hpp"
 
 namespace prefork::common {
 namespace {
@@ -41,8 +46,10 @@ std::string describe(const toml::node& node) {
 
 std::int64_t integer_in(const toml::node& node, std::string_view key, std::int64_t lo,
                         std::int64_t hi) {
-  const auto value = node.value<std::int64_t>();
-  if (!node.is_integer() || !value || *value < lo || *value > hi) {
+  // Only an integer node is read as one: toml++ converts a float such as 1e91 to int64 without
+  // a range check (undefined behaviour).
+  const auto value = node.is_integer() ? node.value<std::int64_t>() : std::nullopt;
+  if (!value || *value < lo || *value > hi) {
     fail(node, key, "an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
   }
   return *value;
@@ -55,8 +62,9 @@ unsigned count_in(const toml::node& node, std::string_view key, unsigned lo, uns
 // Durations are seconds, integer or fractional, so "0.5" and "30" both read naturally.
 Millis seconds(const toml::node& node, std::string_view key) {
   const auto value = node.value<double>();
-  if (!(node.is_integer() || node.is_floating_point()) || !value || *value < 0.001 ||
-      *value > 86400.0 * 365) {
+  // Written so that nan fails too (every comparison with it is false).
+  if (!(node.is_integer() || node.is_floating_point()) || !value ||
+      !(*value >= 0.001 && *value <= 86400.0 * 365)) {
     fail(node, key, "a duration in seconds (a number from 0.001 to 31536000)");
   }
   return static_cast<Millis>(*value * 1000.0);
@@ -99,13 +107,49 @@ std::vector<std::string> string_list(const toml::node& node, std::string_view ke
   return out;
 }
 
+// The listen entries read so far, by the address each binds, so a second entry for the same
+// address (however it is spelled) is rejected where it stands: it would bind one socket twice,
+// and a reload could not tell which running socket each entry means.
+class ListenAddresses {
+ public:
+  // Checks `spec` (the value of `node`) and records it; throws ConfigError naming file:line.
+  void add(const toml::node& node, const std::string& spec) {
+    std::string address;
+    try {
+      address = canonical_listen_address(spec);
+    } catch (const ConfigError& err) {
+      throw ConfigError(where(node) + ": " + err.what());
+    }
+    // Port 0 asks for a fresh ephemeral port per entry: differently spelled ones are distinct
+    // sockets. The same text twice still cannot be told apart.
+    if (!spec.starts_with("unix:") && address.ends_with(":0")) address = spec;
+    for (const auto& [seen, first] : seen_) {
+      if (seen != address) continue;
+      std::string message = where(node) + ": key 'listen': '" + spec + "' ";
+      if (address != spec) {  // piece by piece: see where() (GCC 12 -Wrestrict)
+        message += '(';
+        message += address;
+        message += ") ";
+      }
+      throw ConfigError(message + "is already listed at " + where(*first) +
+                        "; each address may appear once");
+    }
+    seen_.emplace_back(std::move(address), &node);
+  }
+
+ private:
+  std::vector<std::pair<std::string, const toml::node*>> seen_;
+};
+
 // listen = "ADDR" | ["ADDR", { address = "ADDR", proxy_protocol = true }, ...]
 void read_listen(const toml::node& node, std::string_view key, Config& c) {
   c.listen.clear();
   c.proxy_protocol_listen.clear();
+  ListenAddresses addresses;
   const auto* array = node.as_array();
   if (array == nullptr) {
     c.listen = string_list(node, key);
+    addresses.add(node, c.listen.front());
     return;
   }
   constexpr std::string_view kExpected =
@@ -113,6 +157,7 @@ void read_listen(const toml::node& node, std::string_view key, Config& c) {
   for (const auto& item : *array) {
     if (item.is_string()) {
       c.listen.push_back(nonempty_string(item, key));
+      addresses.add(item, c.listen.back());
       continue;
     }
     const auto* table = item.as_table();
@@ -129,6 +174,7 @@ void read_listen(const toml::node& node, std::string_view key, Config& c) {
       proxy = value.as_boolean()->get();
     }
     c.listen.push_back(nonempty_string(*address, key));
+    addresses.add(*address, c.listen.back());
     if (proxy) c.proxy_protocol_listen.push_back(c.listen.back());
   }
   if (c.listen.empty()) fail(node, key, "at least one entry");
@@ -275,16 +321,28 @@ toml::table parse_text(std::string_view text, std::string_view source) {
 
 // A command-line value is TOML when it parses as such ("5", "[\"a\"]"), else a plain string.
 toml::table parse_override(const Override& item) {
-  if (item.key.empty() || item.key.find_first_of(" =.[]\"") != std::string::npos) {
+  // Only what TOML allows in a bare key: anything else ('#', a newline) would change what the
+  // line below means.
+  const bool bare = !item.key.empty() && std::all_of(item.key.begin(), item.key.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_' || ch == '-';
+  });
+  if (!bare) {
     throw ConfigError(std::string(kCommandLine) + ": '" + item.key +
                       "' is not a configuration key");
   }
   try {
-    return toml::parse(item.key + " = " + item.value, kCommandLine);
+    // One key only: a value such as "1\nworkers = 9" is a string, not a second setting.
+    toml::table table = toml::parse(item.key + " = " + item.value, kCommandLine);
+    if (table.size() == 1) return table;
   } catch (const toml::parse_error&) {
-    std::ostringstream quoted;  // toml++ prints a string value as a valid TOML string literal
-    quoted << toml::value<std::string>(item.value);
+  }
+  std::ostringstream quoted;  // toml++ prints a string value as a valid TOML string literal
+  quoted << toml::value<std::string>(item.value);
+  try {
     return toml::parse(item.key + " = " + quoted.str(), kCommandLine);
+  } catch (const toml::parse_error& err) {
+    throw ConfigError(std::string(kCommandLine) + ": key '" + item.key +
+                      "': cannot read the value: " + std::string(err.description()));
   }
 }
 
@@ -330,6 +388,11 @@ Config parse_config(std::string_view text, const std::string& source_name,
 
 Config load_config(const std::string& path, const std::vector<Override>& overrides) {
   if (path.empty()) return build(toml::table{}, "<built-in defaults>", overrides);
+  // A directory opens, reads as nothing, and would pass for an empty file: the defaults.
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    throw ConfigError(path + ": cannot read: " + std::strerror(EISDIR));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open: " + std::strerror(errno));
   std::ostringstream text;

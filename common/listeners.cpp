@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "common/config.hpp"
@@ -256,11 +257,18 @@ void take_socket_file(Listener& listener) {
 }
 
 void validate_listen_spec(const std::string& spec) {
+  canonical_listen_address(spec);
+}
+
+std::string canonical_listen_address(const std::string& spec) {
   if (is_unix_spec(spec)) {
-    unix_address(spec);
-  } else {
-    parse_spec(spec);
+    const sockaddr_un addr = unix_address(spec);
+    std::string out(kUnixPrefix);
+    out += std::filesystem::path(addr.sun_path).lexically_normal().string();
+    return out;
   }
+  const ParsedAddress addr = parse_spec(spec);
+  return format_address(reinterpret_cast<const sockaddr*>(&addr.storage), addr.length);
 }
 
 std::string format_address(const sockaddr* addr, socklen_t len) {

@@ -73,6 +73,12 @@ std::vector<Listener> open_listeners(const std::vector<std::string>& specs,
 // Throws ConfigError when `spec` is not an address we can listen on (no socket is opened).
 void validate_listen_spec(const std::string& spec);
 
+// The address `spec` listens on, spelled one way: "[::]:80" for "80", "[::0]:80" or "[::]:080",
+// "0.0.0.0:80" for "0.0.0.0:080", "unix:/run/a.sock" for "unix:/run//./a.sock". Two entries with
+// the same canonical address would bind the same socket twice. Throws ConfigError like
+// validate_listen_spec.
+std::string canonical_listen_address(const std::string& spec);
+
 // "1.2.3.4:80" / "[::1]:80" for any socket address.
 std::string format_address(const sockaddr* addr, socklen_t len);
 

@@ -29,20 +29,22 @@ namespace {
 
 using namespace prefork;
 
-// Loads and fully validates the configuration (including listen addresses) without binding.
+// Loads and fully validates the configuration (listen addresses included) without binding.
 common::Config load_checked(const common::CommandLine& cli) {
   common::Config config = common::load_config(cli.config_path, cli.overrides);
-  for (const auto& spec : config.listen) common::validate_listen_spec(spec);
   // An unknown user or group is a configuration error (exit 2; a reload keeps the old config).
   const auto credentials = master::resolve_child_credentials(config, ::geteuid() == 0);
   const auto& running = master::child_credentials();
-  if (!running.user.empty() &&
-      (credentials.user != running.user || credentials.group != running.group)) {
+  const bool reloading = !running.user.empty();  // installed at startup
+  if (reloading && (credentials.user != running.user || credentials.group != running.group)) {
     spdlog::warn(
         "user/group changed to \"{}\"/\"{}\": applies after a restart; children keep "
         "running as \"{}\"/\"{}\"",
         credentials.user, credentials.group, running.user, running.group);
   }
+  // A log file the children cannot open would make every child exit at start: a configuration
+  // error now (exit 2; a reload keeps the running configuration), not a respawn loop later.
+  master::check_log_files_for_children(config, reloading ? running : credentials);
   return config;
 }
 
@@ -175,6 +177,9 @@ int main(int argc, char** argv) {
         [cli, activated] {
           common::Config next = load_checked(cli);
           if (!activated.empty()) next.listen = activated;
+          // A log file new in this configuration is created and handed to the children's
+          // user, as at startup.
+          master::prepare_log_files_for_children(next, master::child_credentials());
           return next;
         },
         options);

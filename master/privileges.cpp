@@ -5,13 +5,16 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "common/sys_error.hpp"
+#include "common/unique_fd.hpp"
 
 namespace prefork::master {
 namespace {
@@ -44,7 +47,88 @@ bool lookup(Lookup&& call, Entry& entry, std::vector<char>& buffer, int& err) {
                             (err != 0 ? " (" + common::errno_text(err) + ")" : std::string()));
 }
 
+// What a log file's check needs, computed before the fork so the probe makes system calls only.
+struct LogProbe {
+  std::string path;
+  std::string directory;  // where the file gets created when it does not exist yet
+  int directory_access = X_OK;
+};
+
+constexpr int kProbeSetupFailed = 255;  // the probe could not take the children's credentials
+
+// Runs in the forked probe: errno of the first failing step, or 0.
+int probe_in_child(const LogProbe& probe) {
+  const common::UniqueFd file(
+      ::open(probe.path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY));
+  if (file) return 0;
+  if (errno != ENOENT) return errno;
+  return ::faccessat(AT_FDCWD, probe.directory.c_str(), probe.directory_access, 0) == 0 ? 0 : errno;
+}
+
+// 0 when the children's user can open the file, else the errno (kProbeSetupFailed when the
+// probe could not become that user).
+int run_probe(const LogProbe& probe, const ChildCredentials& c) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw common::SysError("fork (log file check)");
+  if (pid == 0) {
+    int code = kProbeSetupFailed;
+    try {
+      apply_credentials(c);
+      code = probe_in_child(probe);
+    } catch (...) {  // reported through the exit code; the probe must only _exit
+    }
+    ::_exit(code & 0xff);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw common::SysError("waitpid (log file check)");
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : kProbeSetupFailed;
+}
+
+// `error_log`'s missing directories are created by the logger (as the master, before any drop);
+// `access_log`'s directory must exist.
+LogProbe plan_probe(const std::string& path, bool creates_directories, bool master_creates) {
+  namespace fs = std::filesystem;
+  LogProbe probe{path, fs::path(path).parent_path().string(), master_creates ? X_OK : W_OK | X_OK};
+  std::error_code ignored;
+  while (creates_directories && !probe.directory.empty() && probe.directory != "/" &&
+         !fs::exists(probe.directory, ignored)) {
+    probe.directory = fs::path(probe.directory).parent_path().string();
+  }
+  if (probe.directory.empty()) probe.directory = ".";  // a relative path, from our directory
+  return probe;
+}
+
 }  // namespace
+
+void check_log_files_for_children(const common::Config& config, const ChildCredentials& c) {
+  const std::string who =
+      c.drop ? "user " + c.user : "the server's user (uid " + std::to_string(::getuid()) + ")";
+  const std::pair<const char*, const std::string*> files[] = {{"error_log", &config.error_log},
+                                                              {"access_log", &config.access_log}};
+  for (const auto& [key, path] : files) {
+    const bool is_error_log = key == std::string_view("error_log");
+    if (path->empty() || *path == "stderr" || (!is_error_log && *path == "off")) continue;
+    // prepare_log_files_for_children creates (absolute) files for children that drop privileges.
+    const bool master_creates = c.drop && path->front() == '/';
+    const LogProbe probe = plan_probe(*path, is_error_log, master_creates);
+    const int err = run_probe(probe, c);
+    if (err == 0) continue;
+    std::string message = config.source + ": key '" + key + "': " + who + ", who the children " +
+                          "run as, cannot open " + *path + " for appending";
+    std::error_code ignored;
+    if (err == kProbeSetupFailed) {
+      message += " (the check could not take that user's credentials)";
+    } else if (err != EACCES && !std::filesystem::exists(*path, ignored)) {
+      message += ": it does not exist yet and cannot be created in " + probe.directory + ": " +
+                 common::errno_text(err);
+    } else {
+      message += ": " + common::errno_text(err);
+    }
+    throw common::ConfigError(message);
+  }
+}
 
 ChildCredentials resolve_child_credentials(const common::Config& config, bool as_root) {
   ChildCredentials c;

@@ -41,6 +41,16 @@ void log_child_credentials(const ChildCredentials& credentials, bool as_root);
 void prepare_log_files_for_children(const common::Config& config,
                                     const ChildCredentials& credentials);
 
+// Checks that the children's user can open every log file the children open or reopen by path
+// (access_log, and error_log, which they reopen on SIGUSR1), exactly as a child will: in a
+// short-lived child process that takes `credentials` the way drop_privileges_in_child does. A
+// file that does not exist yet must be creatable: by the master when the children drop
+// privileges (prepare_log_files_for_children creates it; the children then need to search its
+// directory), else by the children themselves (they need to write the directory). Throws
+// common::ConfigError naming the key, the path, the user and the reason. Creates nothing.
+void check_log_files_for_children(const common::Config& config,
+                                  const ChildCredentials& credentials);
+
 // The plan every child applies (master, once at startup, before any fork; empty = no drop).
 void set_child_credentials(ChildCredentials credentials);
 [[nodiscard]] const ChildCredentials& child_credentials();

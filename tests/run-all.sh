@@ -38,6 +38,13 @@ build-fuzz/tests/fuzz/request_fuzzer -max_total_time="${FUZZ_SECONDS:-60}" -time
 mkdir -p "$fuzz_corpus/proxy"
 build-fuzz/tests/fuzz/proxy_protocol_fuzzer -max_total_time="${FUZZ_SECONDS:-30}" -timeout=10 \
   -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/ "$fuzz_corpus/proxy"
+# Configuration loading and validation (what a reload runs inside the master): any TOML text
+# and overrides give a Config or a ConfigError, nothing else. Seeds: tests/fuzz/config-corpus.
+cmake --build build-fuzz -j"$jobs" --target config_fuzzer
+mkdir -p "$fuzz_corpus/config"
+build-fuzz/tests/fuzz/config_fuzzer -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 \
+  -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+  -dict=tests/fuzz/config.dict "$fuzz_corpus/config" tests/fuzz/config-corpus
 
 # The Debian package: build, lintian, install, run as the service user, logrotate, upgrade,
 # purge (tests/packaging/test-deb.sh; the suite above already ran, so the package build skips it).

@@ -143,5 +143,77 @@ TEST(Config, RejectsMalformedListenTables) {
               HasSubstr("expected only 'address' (string) and 'proxy_protocol'"));
 }
 
+TEST(Config, RejectsARepeatedListenEntryWithBothLines) {
+  EXPECT_EQ(error_of("workers = 1\nlisten = [\"127.0.0.1:19081\", \"127.0.0.1:19081\"]\n"),
+            "/etc/test.conf:2: key 'listen': '127.0.0.1:19081' is already listed at "
+            "/etc/test.conf:2; each address may appear once");
+  EXPECT_EQ(error_of("listen = [\n  \"unix:/run/a.sock\",\n  \"unix:/run//./a.sock\",\n]\n"),
+            "/etc/test.conf:3: key 'listen': 'unix:/run//./a.sock' (unix:/run/a.sock) is already "
+            "listed at /etc/test.conf:2; each address may appear once");
+}
+
+TEST(Config, ListenDuplicatesAreFoundAfterNormalisation) {
+  const std::vector<std::pair<std::string, std::string>> same = {
+      {"8888", "[::]:8888"},
+      {"0.0.0.0:80", "0.0.0.0:080"},
+      {"[::0]:80", "[::]:80"},
+      {"[0:0::1]:80", "[::1]:80"},
+      {"[::ffff:127.0.0.1]:80", "[::ffff:7f00:1]:80"},
+      {"unix:/a/b.sock", "unix:/a/c/../b.sock"},
+      {"127.0.0.1:0", "127.0.0.1:0"},
+  };
+  for (const auto& [first, second] : same) {
+    EXPECT_THAT(error_of("listen = [\"" + first + "\",\n\"" + second + "\"]"),
+                HasSubstr("/etc/test.conf:2: key 'listen': '" + second + "'"))
+        << first << " / " << second;
+  }
+  // Different addresses, and ephemeral ports spelled apart (each is its own fresh port).
+  const std::vector<std::pair<std::string, std::string>> distinct = {
+      {"0.0.0.0:80", "[::]:81"},        {"127.0.0.1:80", "127.0.0.2:80"},
+      {"[::1]:80", "127.0.0.1:80"},     {"127.0.0.1:0", "127.0.0.1:00"},
+      {"unix:/a.sock", "unix:/b.sock"},
+  };
+  for (const auto& [first, second] : distinct) {
+    EXPECT_EQ(error_of("listen = [\"" + first + "\", \"" + second + "\"]"), "no error")
+        << first << " / " << second;
+  }
+}
+
+TEST(Config, ListenDuplicatesAcrossProxyProtocolTablesAreRejected) {
+  EXPECT_THAT(error_of("listen = [\"127.0.0.1:80\",\n"
+                       "  { address = \"127.0.0.1:080\", proxy_protocol = true }]"),
+              HasSubstr("/etc/test.conf:2: key 'listen': '127.0.0.1:080' (127.0.0.1:80) is "
+                        "already listed at /etc/test.conf:1"));
+  EXPECT_THAT(error_of("listen = [{ address = \"[::1]:80\", proxy_protocol = true },\n"
+                       "  { address = \"[0::1]:80\", proxy_protocol = true }]"),
+              HasSubstr("/etc/test.conf:2: key 'listen': '[0::1]:80' ([::1]:80) is already"));
+}
+
+TEST(Config, MalformedListenAddressesNameTheirLine) {
+  EXPECT_EQ(error_of("workers = 2\nlisten = [\"127.0.0.1:80\",\n  \"localhost:80\"]"),
+            "/etc/test.conf:3: listen address 'localhost:80': expected a numeric IPv4 or [IPv6] "
+            "address");
+  EXPECT_THAT(error_of("listen = \"1.2.3.4:99999\""),
+              HasSubstr("/etc/test.conf:1: listen address '1.2.3.4:99999': expected a port"));
+  EXPECT_THAT(error_of("", {{"listen", "unix:relative.sock"}}),
+              HasSubstr("command line: listen address 'unix:relative.sock'"));
+}
+
+TEST(Config, NumbersOutsideWhatTheKeyTakesAreRefusedWhateverTheirTomlType) {
+  // Found by config_fuzzer: a float where an integer is expected was converted unchecked.
+  EXPECT_THAT(error_of("max_request_line = 1e91"),
+              HasSubstr(":1: key 'max_request_line': expected an integer from 64 to 1048576"));
+  EXPECT_THAT(error_of("max_requests = 1.5"), HasSubstr("key 'max_requests': expected an integer"));
+  EXPECT_THAT(error_of("", {{"max_headers", "-1e300"}}), HasSubstr("key 'max_headers': expected"));
+  for (const char* value : {"nan", "+nan", "-nan", "inf", "-inf"}) {
+    EXPECT_THAT(error_of(std::string("graceful_timeout = ") + value),
+                HasSubstr("key 'graceful_timeout': expected a duration"))
+        << value;
+    EXPECT_THAT(error_of(std::string("drain_delay = ") + value),
+                HasSubstr("key 'drain_delay': expected a duration"))
+        << value;
+  }
+}
+
 }  // namespace
 }  // namespace prefork::common
