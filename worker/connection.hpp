@@ -53,6 +53,15 @@ struct WorkerShared {
   TimerList send_timers;
   TimerList linger_timers;  // lingering_timeout: each read of a lingering close or a discard
   TimerList drain_timers;   // drain_idle_grace (at most graceful_timeout): idle while draining
+  // Every list above: the loop expires them and sleeps until the first deadline among them.
+  [[nodiscard]] std::array<TimerList*, 6> timer_lists() noexcept {
+    return {&header_timers, &body_timers,   &keepalive_timers,
+            &send_timers,   &linger_timers, &drain_timers};
+  }
+  [[nodiscard]] std::array<const TimerList*, 6> timer_lists() const noexcept {
+    return {&header_timers, &body_timers,   &keepalive_timers,
+            &send_timers,   &linger_timers, &drain_timers};
+  }
   const common::Millis lingering_time;
   const std::uint64_t body_min_rate;
   common::ScoreboardSlot* const slot;  // null in per-connection children

@@ -264,7 +264,7 @@ void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer, bool p
   if (keep) {
     epoll_event event{};
     event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    event.data.ptr = &added;
+    event.data.ptr = static_cast<EpollSource*>(&added);  // what handle() casts back
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, added.fd(), &event) != 0) {
       setup_failed("epoll_ctl(ADD)", errno);
       keep = false;
@@ -323,10 +323,7 @@ void EventLoop::run_ready_list() {
 }
 
 void EventLoop::expire_timers() {
-  for (TimerList* list : {&shared_.header_timers, &shared_.body_timers, &shared_.keepalive_timers,
-                          &shared_.send_timers, &shared_.linger_timers}) {
-    expire(*list);
-  }
+  for (TimerList* list : shared_.timer_lists()) expire(*list);
 }
 
 void EventLoop::expire(TimerList& list) {
@@ -340,9 +337,7 @@ int EventLoop::next_timeout() const {
   if (!ready_.empty()) return 0;
   const common::Millis now = common::monotonic_ms();
   common::Millis deadline = now + kHeartbeatMs;
-  for (const TimerList* list :
-       {&shared_.header_timers, &shared_.body_timers, &shared_.keepalive_timers,
-        &shared_.send_timers, &shared_.linger_timers}) {
+  for (const TimerList* list : shared_.timer_lists()) {
     if (const auto next = list->next_deadline()) deadline = std::min(deadline, *next);
   }
   if (accept_ && !shared_.draining && accept_paused_until_ > now) {
