@@ -265,6 +265,14 @@ const std::vector<std::pair<std::string_view, Setter>>& setters() {
        [](auto& n, auto k, Config& c) { c.keepalive_requests = count_in(n, k, 1, kUintMax); }},
       {"max_connections",
        [](auto& n, auto k, Config& c) { c.max_connections = count_in(n, k, 1, 1'000'000); }},
+      {"body_min_rate",
+       [](auto& n, auto k, Config& c) {
+         c.body_min_rate = static_cast<std::uint64_t>(integer_in(n, k, 0, 1LL << 40));
+       }},
+      {"lingering_time", [](auto& n, auto k, Config& c) { c.lingering_time = seconds(n, k); }},
+      {"lingering_timeout",
+       [](auto& n, auto k, Config& c) { c.lingering_timeout = seconds(n, k); }},
+      {"drain_idle_grace", [](auto& n, auto k, Config& c) { c.drain_idle_grace = seconds(n, k); }},
       {"max_request_line",
        [](auto& n, auto k, Config& c) {
          c.max_request_line = static_cast<std::size_t>(integer_in(n, k, 64, 1 << 20));

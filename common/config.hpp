@@ -43,6 +43,14 @@ struct Config {
   Millis send_timeout = 30'000;
   unsigned keepalive_requests = 1000;
   unsigned max_connections = 4096;
+  std::uint64_t body_min_rate = 500;  // bytes/s a body must average (after body_timeout); 0 = off
+  // A close the server chooses, with input still coming, reads and discards it this long in
+  // all, and waits at most lingering_timeout for each read, so the answers sent stay intact.
+  Millis lingering_time = 30'000;
+  Millis lingering_timeout = 5'000;
+  // A draining worker keeps an idle keep-alive connection this long for a request on its way
+  // (never longer than graceful_timeout).
+  Millis drain_idle_grace = 1'000;
 
   // Request limits (worker).
   std::size_t max_request_line = 8192;

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 
@@ -16,7 +17,7 @@ namespace {
 
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
 constexpr int kBatchesPerPass = 4;   // then other connections get their turn
-constexpr int kMaxLingerReads = 64;  // a client still flooding us after that is cut off
+constexpr int kMaxLingerReads = 64;  // per pass: then other connections get their turn
 constexpr std::size_t kMaxBatchCapacity = 256 * 1024;  // the shared batch shrinks above this
 
 }  // namespace
@@ -28,7 +29,10 @@ WorkerShared::WorkerShared(const common::Config& config, common::ScoreboardSlot*
       body_timers(config.body_timeout),
       keepalive_timers(config.keepalive_timeout),
       send_timers(config.send_timeout),
-      linger_timers(kLingerMs),
+      linger_timers(config.lingering_timeout),
+      drain_timers(std::min(config.drain_idle_grace, config.graceful_timeout)),
+      lingering_time(config.lingering_time),
+      body_min_rate(config.body_min_rate),
       slot(scoreboard_slot) {}
 
 Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
@@ -78,6 +82,12 @@ bool Connection::resume() {
 }
 
 bool Connection::on_timer(const TimerList& list) {
+  if (lingering_) return false;  // the lingering close is over
+  if (&list == &shared_.drain_timers) {
+    // Draining, and no request came within the grace: close, still lingering a moment in
+    // case one crosses our FIN, so that it meets an orderly end rather than a reset.
+    return start_linger(shared_.drain_timers, shared_.drain_timers.duration());
+  }
   if (awaiting_proxy_header()) {
     proxy_header_failed("no complete PROXY protocol header within header_timeout");
     return false;
@@ -90,7 +100,7 @@ bool Connection::on_timer(const TimerList& list) {
       return service();
     }
   }
-  return false;  // keep-alive, send and linger timeouts: drop the connection
+  return false;  // keep-alive, send and discard timeouts: drop the connection
 }
 
 bool Connection::on_drain() {
@@ -116,12 +126,22 @@ bool Connection::service() {
         // the socket once. A client that said close sends nothing more, so that look (a
         // syscall per connection-per-request client) is skipped, as nginx skips it.
         if (parser_.unread_input() || (!parser_.client_closes() && input_waiting())) {
-          return start_linger();
+          return start_linger(shared_.linger_timers, shared_.lingering_time);
         }
         return false;
       }
       if (peer_closed_) return false;
-      if (shared_.draining && parser_.phase() == Phase::kIdle && !input_pending_) return false;
+      // Draining, an idle connection stays for drain_idle_grace (update_state): a request may
+      // be on its way, and closing under it would reset it.
+    }
+    if (parser_.discarding_body() && shared_.now >= linger_deadline_) return false;
+    if (!input_pending_ && parser_.refused_body_pending()) {
+      // All the socket had is read and the body of a request we refuse is still to come: answer
+      // now rather than after a body that may be trickled; the rest of it is then discarded
+      // for at most lingering_time.
+      parser_.answer_refused(shared_.batch);
+      linger_deadline_ = shared_.now + shared_.lingering_time;
+      continue;
     }
     if (!can_read()) break;
     if (batch == kBatchesPerPass) {
@@ -181,7 +201,10 @@ bool Connection::feed_proxy_header(const char*& data, std::size_t& length) {
 
 void Connection::proxy_header_failed(const char* why) {
   ++shared_.proxy_protocol_errors;
-  spdlog::debug("{} from {}; closing the connection", why, peer_address_text(fd_.get()));
+  if (shared_.client_log.allow(shared_.now)) {
+    spdlog::debug("{} from {}; closing the connection ({} such lines skipped)", why,
+                  peer_address_text(fd_.get()), shared_.client_log.suppressed());
+  }
   proxy_.reset();
 }
 
@@ -293,25 +316,59 @@ bool Connection::input_waiting() const noexcept {
   return ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-// After the last response: stop sending, and read until the client closes or kLingerMs.
-bool Connection::start_linger() {
+// After the last response is with the kernel: half-close (the client reads every response,
+// then EOF), and read and discard until the client closes, for at most `duration` in all,
+// `timers`' duration for each read, and kMaxLingerBytes (RFC 9112 §9.6; nginx's lingering
+// close). Closing at once with unread input would send a reset that destroys the responses the
+// client has not read yet.
+bool Connection::start_linger(TimerList& timers, common::Millis duration) {
   if (::shutdown(fd_.get(), SHUT_WR) != 0) return false;
   lingering_ = true;
   input_pending_ = true;
-  shared_.linger_timers.arm(read_timer_, shared_.now);
+  linger_deadline_ = shared_.now + duration;
+  linger_bytes_ = 0;
+  timers.arm(read_timer_, shared_.now);
   update_state();
   return linger();
 }
 
 bool Connection::linger() {
+  if (shared_.now >= linger_deadline_) return false;
+  bool got = false;
   for (int i = 0; i < kMaxLingerReads; ++i) {
     const ssize_t n = ::recv(fd_.get(), shared_.read_buffer.data(), shared_.read_buffer.size(), 0);
-    if (n > 0) continue;
+    if (n > 0) {
+      got = true;
+      linger_bytes_ += static_cast<std::uint64_t>(n);
+      if (linger_bytes_ > kMaxLingerBytes) return false;
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (got && read_timer_.list != nullptr) rearm_within(*read_timer_.list, linger_deadline_);
+      return true;
+    }
     return false;  // EOF or error: done
   }
-  return false;
+  // Still more: go on in the next pass, after the other connections had their turn.
+  if (read_timer_.list != nullptr) rearm_within(*read_timer_.list, linger_deadline_);
+  want_resume_ = true;
+  return true;
+}
+
+void Connection::rearm_within(TimerList& list, common::Millis deadline) {
+  if (!read_timer_.armed() || shared_.now + list.duration() <= deadline) {
+    list.arm(read_timer_, shared_.now);
+  }
+}
+
+// The body so far arrived at body_min_rate or faster: body_timeout after the body began, plus
+// a second per body_min_rate bytes (Apache mod_reqtimeout's MinRate), is not over yet.
+bool Connection::body_on_pace() const noexcept {
+  if (shared_.body_min_rate == 0) return true;
+  const auto elapsed = static_cast<double>(shared_.now - body_started_);
+  return elapsed * static_cast<double>(shared_.body_min_rate) <=
+         static_cast<double>(parser_.body_bytes()) * 1000.0;
 }
 
 // Picks the timer that governs the connection now, and keeps the worker's busy count.
@@ -322,11 +379,15 @@ void Connection::update_state() {
     if (reading) {
       switch (parser_.phase()) {
         case Phase::kHead: want = &shared_.header_timers; break;
-        case Phase::kBody: want = &shared_.body_timers; break;
+        case Phase::kBody:
+          want = parser_.discarding_body() ? &shared_.linger_timers : &shared_.body_timers;
+          break;
         case Phase::kIdle:
           // While a response is still going out, send_timeout governs alone.
           if (backlog() == 0) {
-            want = parser_.responses() == 0 ? &shared_.header_timers : &shared_.keepalive_timers;
+            want = shared_.draining           ? &shared_.drain_timers
+                   : parser_.responses() == 0 ? &shared_.header_timers
+                                              : &shared_.keepalive_timers;
           }
           break;
         case Phase::kClosing: break;
@@ -334,10 +395,18 @@ void Connection::update_state() {
     }
     if (want == nullptr) {
       read_timer_.cancel();
-    } else if (read_timer_.list != want || timer_request_ != parser_.responses() ||
-               (want == &shared_.body_timers && body_progress_)) {
+    } else if (read_timer_.list != want || timer_request_ != parser_.responses()) {
       want->arm(read_timer_, shared_.now);
       timer_request_ = parser_.responses();
+      if (want == &shared_.body_timers) body_started_ = shared_.now;
+    } else if (body_progress_) {
+      // Progress restarts the body timer only while the body keeps to body_min_rate, and a
+      // discard's only within lingering_time: a trickle cannot hold the connection for ever.
+      if (want == &shared_.linger_timers) {
+        rearm_within(shared_.linger_timers, linger_deadline_);
+      } else if (body_on_pace()) {
+        want->arm(read_timer_, shared_.now);
+      }
     }
   }
   body_progress_ = false;

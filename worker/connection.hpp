@@ -14,6 +14,7 @@
 
 #include "common/clock.hpp"
 #include "common/config.hpp"
+#include "common/rate_limiter.hpp"
 #include "common/scoreboard.hpp"
 #include "common/unique_fd.hpp"
 #include "worker/proxy_protocol.hpp"
@@ -33,9 +34,11 @@ struct EpollSource {
   const Kind kind;
 };
 
-// How long a closing connection keeps reading (and discarding) after its last response, so that
-// unread request bytes do not turn our close into a reset that destroys the response in flight.
-inline constexpr common::Millis kLingerMs = 5000;
+// A lingering close (after the last response, the server half-closes and reads and discards
+// until the client closes, so that unread request bytes do not turn our close into a reset
+// that destroys the responses in flight) reads at most this much; lingering_time and
+// lingering_timeout bound it in time.
+inline constexpr std::uint64_t kMaxLingerBytes = 16ULL * 1024 * 1024;
 
 struct WorkerShared {
   WorkerShared(const common::Config& config, common::ScoreboardSlot* scoreboard_slot);
@@ -48,7 +51,19 @@ struct WorkerShared {
   TimerList body_timers;
   TimerList keepalive_timers;
   TimerList send_timers;
-  TimerList linger_timers;
+  TimerList linger_timers;  // lingering_timeout: each read of a lingering close or a discard
+  TimerList drain_timers;   // drain_idle_grace (at most graceful_timeout): idle while draining
+  // Every list above: the loop expires them and sleeps until the first deadline among them.
+  [[nodiscard]] std::array<TimerList*, 6> timer_lists() noexcept {
+    return {&header_timers, &body_timers,   &keepalive_timers,
+            &send_timers,   &linger_timers, &drain_timers};
+  }
+  [[nodiscard]] std::array<const TimerList*, 6> timer_lists() const noexcept {
+    return {&header_timers, &body_timers,   &keepalive_timers,
+            &send_timers,   &linger_timers, &drain_timers};
+  }
+  const common::Millis lingering_time;
+  const std::uint64_t body_min_rate;
   common::ScoreboardSlot* const slot;  // null in per-connection children
   common::Millis now = common::monotonic_ms();
   bool draining = false;
@@ -63,6 +78,10 @@ struct WorkerShared {
   // Connections on proxy_protocol listeners closed for a missing or invalid header (this
   // worker only; shown in the /metrics it answers).
   std::uint64_t proxy_protocol_errors = 0;
+  // Connections closed because they could not be set up (epoll_ctl failed), this worker only.
+  std::uint64_t connection_setup_errors = 0;
+  // Lines about one client (a bad PROXY header, a failed setup): a flood costs one a second.
+  common::RateLimiter client_log{1000};
   Observability* observability = nullptr;           // answers the internal endpoints
   std::array<char, kReadBufferSize> read_buffer{};  // llhttp streams: nothing is kept in it
 };
@@ -110,8 +129,12 @@ class Connection final : public EpollSource, private RequestHandler {
   EndpointReply respond(const EndpointRequest& request, std::string& out) override;
   void on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) override;
   [[nodiscard]] bool input_waiting() const noexcept;
-  bool start_linger();
+  bool start_linger(TimerList& timers, common::Millis duration);
   bool linger();
+  // Restarts the read timer on `list` unless that would carry it past `deadline`; a timer
+  // left alone then fires at the latest by the deadline.
+  void rearm_within(TimerList& list, common::Millis deadline);
+  [[nodiscard]] bool body_on_pace() const noexcept;
   // False when the connection must close now (an invalid PROXY header).
   bool feed(const char* data, std::size_t length);
   bool feed_proxy_header(const char*& data, std::size_t& length);
@@ -144,6 +167,10 @@ class Connection final : public EpollSource, private RequestHandler {
   // when there is none).
   std::unique_ptr<ProxyHeaderParser> proxy_;
   std::uint64_t timer_request_ = 0;  // parser_.responses() when read_timer_ was armed
+  common::Millis body_started_ = 0;  // when the body of the request in progress began
+  // End of a lingering close or of a refused body's discard (lingering_time after its start).
+  common::Millis linger_deadline_ = 0;
+  std::uint64_t linger_bytes_ = 0;
   // Edge-triggered: readable until recv() returns less than asked for (the socket is drained;
   // new data brings a new edge) or EAGAIN.
   bool input_pending_ = true;

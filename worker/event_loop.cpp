@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <new>
 
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
@@ -85,8 +86,9 @@ int EventLoop::run() {
   publish_state();
   while (!finished()) {
     const int n = ::epoll_wait(epoll_.get(), events_.data(), kMaxEvents, next_timeout());
-    if (n < 0 && errno != EINTR) {
-      spdlog::error("epoll_wait: {}", common::errno_text(errno));
+    const int wait_errno = errno;
+    if (n < 0 && wait_errno != EINTR) {
+      spdlog::error("epoll_wait: {}", common::errno_text(wait_errno));
       return common::kExitFailure;
     }
     shared_.now = common::monotonic_ms();
@@ -243,7 +245,13 @@ void EventLoop::update_accepting() {
 }
 
 void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol) {
-  auto connection = std::make_unique<Connection>(std::move(fd), shared_, peer, proxy_protocol);
+  std::unique_ptr<Connection> connection;
+  try {
+    connection = std::make_unique<Connection>(std::move(fd), shared_, peer, proxy_protocol);
+    connections_.reserve(connections_.size() + 1);
+  } catch (const std::bad_alloc&) {
+    return setup_failed("allocating a connection", ENOMEM);  // the socket closed with it
+  }
   connection->index = connections_.size();
   Connection& added = *connection;
   connections_.push_back(std::move(connection));
@@ -252,11 +260,27 @@ void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer, bool p
   // that outlives it is registered with epoll, which saves two epoll updates per such client.
   // Registering late loses no wake-up: EPOLL_CTL_ADD reports readiness that is already there,
   // edge-triggered or not.
-  const bool keep = added.resume();
+  bool keep = added.resume();
   if (keep) {
-    epoll_add(epoll_.get(), added.fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &added);
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    event.data.ptr = static_cast<EpollSource*>(&added);  // what handle() casts back
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, added.fd(), &event) != 0) {
+      setup_failed("epoll_ctl(ADD)", errno);
+      keep = false;
+    }
   }
   after_service(added, keep);
+}
+
+// One connection could not be set up (ENOMEM, ENOSPC from epoll's per-user watch limit): that
+// one is closed and counted; the worker and its other connections go on.
+void EventLoop::setup_failed(const char* what, int err) {
+  ++shared_.connection_setup_errors;
+  if (shared_.client_log.allow(shared_.now)) {
+    spdlog::warn("{}: {}; closed that connection ({} such so far in this worker)", what,
+                 common::errno_text(err), shared_.connection_setup_errors);
+  }
 }
 
 void EventLoop::after_service(Connection& connection, bool keep) {
@@ -299,10 +323,7 @@ void EventLoop::run_ready_list() {
 }
 
 void EventLoop::expire_timers() {
-  for (TimerList* list : {&shared_.header_timers, &shared_.body_timers, &shared_.keepalive_timers,
-                          &shared_.send_timers, &shared_.linger_timers}) {
-    expire(*list);
-  }
+  for (TimerList* list : shared_.timer_lists()) expire(*list);
 }
 
 void EventLoop::expire(TimerList& list) {
@@ -316,9 +337,7 @@ int EventLoop::next_timeout() const {
   if (!ready_.empty()) return 0;
   const common::Millis now = common::monotonic_ms();
   common::Millis deadline = now + kHeartbeatMs;
-  for (const TimerList* list :
-       {&shared_.header_timers, &shared_.body_timers, &shared_.keepalive_timers,
-        &shared_.send_timers, &shared_.linger_timers}) {
+  for (const TimerList* list : shared_.timer_lists()) {
     if (const auto next = list->next_deadline()) deadline = std::min(deadline, *next);
   }
   if (accept_ && !shared_.draining && accept_paused_until_ > now) {

@@ -53,6 +53,7 @@ class EventLoop {
   void set_accepting(bool on);
   void update_accepting();
   void add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol);
+  void setup_failed(const char* what, int err);
   void after_service(Connection& connection, bool keep);
   void close_connection(Connection& connection);
   void run_ready_list();

@@ -151,12 +151,20 @@ void RequestParser::feed(std::string_view input, std::string& out) {
   const char* p = input.data();
   const char* const end = p + input.size();
   if (crlf_left_ > 0 && !check_chunk_crlf(p, end)) return fail(ErrorStatus::k400, out);
+  if (in_unknown_method_ && skip_unknown_method(p, end, out) != Recovery::kResume) return;
   for (;;) {
     const bool scanning = scanning_;
     const bool in_body = phase_ == Phase::kBody;
     segment_end_ = end;
     const llhttp_errno_t err = llhttp_execute(&http_, p, static_cast<std::size_t>(end - p));
-    if (err != HPE_OK && err != HPE_PAUSED) return fail(status_for(err), out);
+    if (err != HPE_OK && err != HPE_PAUSED) {
+      // Bytes llhttp took before the error are checked first: a bad line ending is a 400
+      // whatever llhttp or a callback thought of the rest.
+      const char* const at = llhttp_get_error_pos(&http_);
+      if (scanning && at != nullptr && !scan_lines(p, at)) return fail(rejected_, out);
+      if (recover(err, p, end, out) == Recovery::kResume) continue;
+      return;
+    }
     const char* const stop = err == HPE_OK ? end : llhttp_get_error_pos(&http_);
     if (scanning && !scan_lines(p, stop)) return fail(rejected_, out);
     if (in_body && stop > p) body_started_ = true;
@@ -179,8 +187,17 @@ void RequestParser::feed(std::string_view input, std::string& out) {
   continue_pending_ = false;
 }
 
+void RequestParser::answer_refused(std::string& out) {
+  if (!refused_body_pending()) return;
+  answered_ = true;
+  if (answer(out)) {
+    phase_ = Phase::kClosing;
+    unread_input_ = true;  // the rest of the body
+  }
+}
+
 bool RequestParser::time_out(std::string& out) {
-  if (phase_ == Phase::kHead || phase_ == Phase::kBody) {
+  if ((phase_ == Phase::kHead || phase_ == Phase::kBody) && !answered_) {
     fail(ErrorStatus::k408, out);
     return true;
   }
@@ -190,6 +207,18 @@ bool RequestParser::time_out(std::string& out) {
 
 void RequestParser::complete_message(std::string& out) {
   message_done_ = false;
+  const bool close = !answered_ && answer(out);
+  answered_ = false;
+  phase_ = close ? Phase::kClosing : Phase::kIdle;
+  head_method_ = false;
+  scanning_ = true;
+  line_start_ = true;
+  last_byte_ = '\n';
+  head_bytes_ = 0;
+}
+
+// Appends the response to the request read; returns whether it closes the connection.
+bool RequestParser::answer(std::string& out) {
   const bool last_allowed =
       limits_.keepalive_requests != 0 && response_count_ + 1 >= limits_.keepalive_requests;
   bool close = !keep_alive_ || draining_ || last_allowed;
@@ -220,18 +249,16 @@ void RequestParser::complete_message(std::string& out) {
     }
   }
   ++response_count_;
-  phase_ = close ? Phase::kClosing : Phase::kIdle;
-  head_method_ = false;
-  scanning_ = true;
-  line_start_ = true;
-  last_byte_ = '\n';
-  head_bytes_ = 0;
+  return close;
 }
 
 void RequestParser::fail(ErrorStatus status, std::string& out) {
-  out.append(responses_.error(status, head_method_));
-  ++response_count_;
-  report(status_code(status), head_method_ ? 0 : Responses::error_body_size(status));
+  in_unknown_method_ = false;
+  if (!answered_) {  // exactly one response per request: a refused one may have had it already
+    out.append(responses_.error(status, head_method_));
+    ++response_count_;
+    report(status_code(status), head_method_ ? 0 : Responses::error_body_size(status));
+  }
   phase_ = Phase::kClosing;
   unread_input_ = true;  // the rest of a bad request may still be on its way
 }
@@ -246,6 +273,96 @@ ErrorStatus RequestParser::status_for(llhttp_errno_t err) const {
     return ErrorStatus::k505;
   }
   return ErrorStatus::k400;
+}
+
+// llhttp stopped on an error. Two of its errors are not errors for us: a method it does not
+// know (RFC 9110 §9.1: 501 when the request is otherwise well-formed) and an HTTP/1.x version
+// with a minor above 1 (RFC 9110 §2.5: processed as HTTP/1.1). For both, llhttp is started
+// again over a stand-in request line and then goes on with the real input; `p` moves to where.
+RequestParser::Recovery RequestParser::recover(llhttp_errno_t err, const char*& p, const char* end,
+                                               std::string& out) {
+  const char* const begin = p;
+  const char* const at = llhttp_get_error_pos(&http_);
+  if (has_rejected_ || at == nullptr) {
+    fail(status_for(err), out);
+    return Recovery::kFailed;
+  }
+  if (err == HPE_INVALID_METHOD && phase_ == Phase::kHead) {
+    // What llhttp took of this input before giving up is the start of the method (CR and LF
+    // before a request are not tchars); an earlier input's part came through on_method.
+    const char* method = at;
+    while (method > begin && is_tchar(method[-1])) --method;
+    method_bytes_ = static_cast<std::uint32_t>(line_bytes_ + static_cast<std::size_t>(at - method));
+    line_bytes_ = method_bytes_;
+    if (log_requests_) {
+      append_bounded(scratch_->request_line, method, static_cast<std::size_t>(at - method),
+                     kMaxLoggedLine);
+    }
+    in_unknown_method_ = true;
+    p = at;
+    return skip_unknown_method(p, end, out);
+  }
+  if (err == HPE_INVALID_VERSION && !version_seen_ && version_length_ == 3 && version_[0] == '1' &&
+      version_[1] == '.' && is_digit(version_[2])) {
+    const std::string line =
+        std::string(llhttp_method_name(static_cast<llhttp_method_t>(http_.method))) +
+        (http_.method == HTTP_CONNECT ? " a:1" : " /") + " HTTP/1.1";
+    if (replay_request_line(line)) {
+      p = at;
+      return Recovery::kResume;
+    }
+  }
+  fail(status_for(err), out);
+  return Recovery::kFailed;
+}
+
+// The rest of a method llhttp does not know: tchars up to the SP. Then llhttp reads the rest
+// of the request as a GET's, so that the whole head is checked before the 501.
+RequestParser::Recovery RequestParser::skip_unknown_method(const char*& p, const char* end,
+                                                           std::string& out) {
+  const char* const start = p;
+  while (p < end && is_tchar(*p)) ++p;
+  const auto taken = static_cast<std::size_t>(p - start);
+  if (log_requests_) append_bounded(scratch_->request_line, start, taken, kMaxLoggedLine);
+  method_bytes_ += static_cast<std::uint32_t>(taken);
+  line_bytes_ += taken;
+  head_bytes_ += taken;
+  if (line_bytes_ + kRequestLineOverhead > limits_.max_request_line) {
+    fail(ErrorStatus::k414, out);
+    return Recovery::kFailed;
+  }
+  if (p == end) return Recovery::kNeedMore;
+  if (*p != ' ' || method_bytes_ == 0) {
+    fail(ErrorStatus::k400, out);
+    return Recovery::kFailed;
+  }
+  in_unknown_method_ = false;
+  if (!replay_request_line("GET ")) {
+    fail(ErrorStatus::k400, out);
+    return Recovery::kFailed;
+  }
+  ++p;
+  ++line_bytes_;
+  ++head_bytes_;
+  if (log_requests_) {
+    append_bounded(scratch_->request_line, " ", 1, kMaxLoggedLine);
+    line_part_ = 1;
+  }
+  last_byte_ = ' ';
+  line_start_ = false;
+  unknown_method_ = true;
+  return Recovery::kResume;
+}
+
+// Starts llhttp afresh over `line`, with callbacks off but for on_version_complete; the
+// request's own state (and what on_url saw) stays as it was.
+bool RequestParser::replay_request_line(std::string_view line) {
+  llhttp_init(&http_, HTTP_REQUEST, &kSettings);
+  http_.data = this;
+  replaying_ = true;
+  const llhttp_errno_t err = llhttp_execute(&http_, line.data(), line.size());
+  replaying_ = false;
+  return err == HPE_OK;
 }
 
 int RequestParser::reject(ErrorStatus status) {
@@ -315,6 +432,12 @@ void RequestParser::start_request() {
   body_started_ = false;
   expect_continue_ = false;
   expect_unknown_ = false;
+  unknown_method_ = false;
+  refused_with_body_ = false;
+  answered_ = false;
+  target_seen_ = false;
+  asterisk_ = false;
+  method_bytes_ = 0;
   field_ = Field::kOther;
   field_length_ = 0;
   field_candidates_ = 0;
@@ -370,12 +493,14 @@ void RequestParser::match_endpoint(const char* at, std::size_t length) {
 }
 
 int RequestParser::on_message_begin(llhttp_t* http) {
+  if (self(http).replaying_) return HPE_OK;
   self(http).start_request();
   return HPE_OK;
 }
 
 int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
+  if (parser.replaying_) return HPE_OK;
   parser.line_bytes_ += length;
   if (parser.log_requests_) {
     append_bounded(parser.scratch_->request_line, at, length, kMaxLoggedLine);
@@ -384,12 +509,19 @@ int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length)
 }
 
 int RequestParser::on_method_complete(llhttp_t* http) {
+  if (self(http).replaying_) return HPE_OK;
   self(http).head_method_ = http->method == HTTP_HEAD;
   return HPE_OK;
 }
 
 int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
+  if (parser.replaying_) return HPE_OK;
+  // "*" (asterisk-form) is only for OPTIONS (RFC 9112 §3.2.4), checked with the head.
+  if (length > 0) {
+    parser.asterisk_ = !parser.target_seen_ && length == 1 && at[0] == '*';
+    parser.target_seen_ = true;
+  }
   // llhttp lets HTAB and bytes >= 0x80 through; a request-target is visible ASCII only.
   for (std::size_t i = 0; i < length; ++i) {
     const auto c = static_cast<unsigned char>(at[i]);
@@ -411,6 +543,7 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
 
 int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
+  if (parser.replaying_) return HPE_OK;
   if (parser.log_requests_) {
     std::string& line = parser.scratch_->request_line;
     if (parser.line_part_ < 2) append_bounded(line, " HTTP/", 6, kMaxLoggedLine);
@@ -429,7 +562,8 @@ int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length
 int RequestParser::on_version_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
   parser.version_seen_ = true;
-  if (http->http_major != 1 || http->http_minor > 1) return parser.reject(ErrorStatus::k505);
+  // HTTP/1.x with x > 1 gets here only through recover(), as HTTP/1.1.
+  if (http->http_major != 1) return parser.reject(ErrorStatus::k505);
   return HPE_OK;
 }
 
@@ -623,9 +757,11 @@ int RequestParser::headers_complete() {
   scanning_ = false;  // the body is not line-oriented; chunk framing is llhttp's and ours below
   // llhttp takes "GET /" without a version as HTTP/0.9; we serve HTTP/1.x only.
   if (!version_seen_) return reject(ErrorStatus::k400);
-  const bool http11 = http_.http_minor == 1;
+  const bool http11 = http_.http_minor >= 1;
   if (http11 && host_count_ == 0) return reject(ErrorStatus::k400);
   if (host_count_ == 1 && !host_valid_) return reject(ErrorStatus::k400);
+  if (asterisk_ && http_.method != HTTP_OPTIONS) return reject(ErrorStatus::k400);
+  if (unknown_method_) return reject(ErrorStatus::k501);
   // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing.
   if ((http_.flags & F_TRANSFER_ENCODING) != 0 && !http11) return reject(ErrorStatus::k400);
   const bool has_length = (http_.flags & F_CONTENT_LENGTH) != 0;
@@ -671,6 +807,7 @@ int RequestParser::headers_complete() {
     if (kind_ == Kind::kNotAllowed) return reject(ErrorStatus::k405);
     continue_pending_ = true;
   }
+  refused_with_body_ = kind_ == Kind::kNotAllowed && has_body;
   phase_ = Phase::kBody;
   return HPE_PAUSED;
 }

@@ -86,6 +86,17 @@ class RequestParser {
   // whether it did; either way the connection is closing afterwards.
   bool time_out(std::string& out);
 
+  // A request we refuse (405) whose body is still to come: answer_refused() may answer it now.
+  [[nodiscard]] bool refused_body_pending() const noexcept {
+    return refused_with_body_ && !answered_ && phase_ == Phase::kBody;
+  }
+  // Appends the answer to such a request before its body is in, so that a slow (trickled)
+  // body cannot delay it; the body is still read and thrown away (discarding_body()), and the
+  // connection goes on after it unless the answer closed it. Called by the connection once it
+  // has read what the socket had: feed() alone never answers early, so how the same bytes are
+  // cut never changes the responses.
+  void answer_refused(std::string& out);
+
   // Graceful drain: the response to any request still to be answered says Connection: close.
   void drain() noexcept { draining_ = true; }
 
@@ -118,6 +129,13 @@ class RequestParser {
   [[nodiscard]] std::uint64_t responses() const noexcept { return response_count_; }
   // The status of the last response appended (0 before any): for tests and logs.
   [[nodiscard]] int last_status() const noexcept { return last_status_; }
+  // Body bytes of the request in progress received so far (for the minimum body rate).
+  [[nodiscard]] std::uint64_t body_bytes() const noexcept { return body_bytes_; }
+  // The request in progress was answered already (a refused method answered at its head) and
+  // its body is being read only to be thrown away.
+  [[nodiscard]] bool discarding_body() const noexcept {
+    return answered_ && phase_ == Phase::kBody;
+  }
 
  private:
   enum class Field : std::uint8_t {
@@ -130,6 +148,7 @@ class RequestParser {
     kForwarded
   };
   enum class Kind : std::uint8_t { kHello, kOptions, kNotAllowed, kEndpoint };
+  enum class Recovery : std::uint8_t { kResume, kNeedMore, kFailed };
   enum class ExpectState : std::uint8_t { kLeading, kMatching, kTrailing, kBad };
   static constexpr std::size_t kMaxHostLength = 272;   // 253-byte name or IPv6 literal + port
   static constexpr std::size_t kMaxLoggedLine = 2048;  // request line kept for the access log
@@ -174,6 +193,10 @@ class RequestParser {
   bool check_chunk_crlf(const char* begin, const char* end);
   ErrorStatus status_for(llhttp_errno_t err) const;
   void complete_message(std::string& out);
+  bool answer(std::string& out);
+  Recovery recover(llhttp_errno_t err, const char*& p, const char* end, std::string& out);
+  Recovery skip_unknown_method(const char*& p, const char* end, std::string& out);
+  bool replay_request_line(std::string_view line);
   void fail(ErrorStatus status, std::string& out);
   void start_request();
   Scratch& scratch();
@@ -189,6 +212,8 @@ class RequestParser {
   Phase phase_ = Phase::kIdle;
   bool draining_ = false;
   bool unread_input_ = false;
+  bool replaying_ = false;          // llhttp re-reads a stand-in request line: callbacks ignore it
+  bool in_unknown_method_ = false;  // reading a method llhttp does not know, up to its SP
   std::uint64_t response_count_ = 0;
   int last_status_ = 0;
 
@@ -218,6 +243,12 @@ class RequestParser {
   bool body_started_ = false;
   bool expect_continue_ = false;
   bool expect_unknown_ = false;
+  bool unknown_method_ = false;     // a well-formed method llhttp does not know: 501
+  bool refused_with_body_ = false;  // a method we refuse, with a body to come
+  bool answered_ = false;           // that answer went out; the body is discarded
+  bool target_seen_ = false;
+  bool asterisk_ = false;           // the request-target is exactly "*"
+  std::uint32_t method_bytes_ = 0;  // of an unknown method
   Field field_ = Field::kOther;
   std::uint8_t field_length_ = 0;
   std::uint8_t field_candidates_ = 0;  // bit per name in kFieldNames still matching so far

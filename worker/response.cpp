@@ -25,6 +25,7 @@ constexpr std::array<ErrorText, kErrorStatusCount> kErrors{{
     {414, "HTTP/1.1 414 URI Too Long\r\n", "URI Too Long\n"},
     {417, "HTTP/1.1 417 Expectation Failed\r\n", "Expectation Failed\n"},
     {431, "HTTP/1.1 431 Request Header Fields Too Large\r\n", "Request Header Fields Too Large\n"},
+    {501, "HTTP/1.1 501 Not Implemented\r\n", "Not Implemented\n"},
     {505, "HTTP/1.1 505 HTTP Version Not Supported\r\n", "HTTP Version Not Supported\n"},
 }};
 

@@ -33,9 +33,10 @@ enum class ErrorStatus : std::uint8_t {
   k414,
   k417,
   k431,
+  k501,
   k505,
 };
-inline constexpr std::size_t kErrorStatusCount = 8;
+inline constexpr std::size_t kErrorStatusCount = 9;
 
 int status_code(ErrorStatus status);
 

@@ -62,9 +62,9 @@ std::vector<Known> build_known() {
     known.push_back({std::string(r.options(connection)), true, closes, false, 204});
     known.push_back({std::string(r.method_not_allowed(connection)), true, closes, false, 405});
   }
-  for (const auto status :
-       {ErrorStatus::k400, ErrorStatus::k405, ErrorStatus::k408, ErrorStatus::k413,
-        ErrorStatus::k414, ErrorStatus::k417, ErrorStatus::k431, ErrorStatus::k505}) {
+  for (const auto status : {ErrorStatus::k400, ErrorStatus::k405, ErrorStatus::k408,
+                            ErrorStatus::k413, ErrorStatus::k414, ErrorStatus::k417,
+                            ErrorStatus::k431, ErrorStatus::k501, ErrorStatus::k505}) {
     for (const bool head : {false, true}) {
       known.push_back({std::string(r.error(status, head)), true, true, true,
                        prefork::worker::status_code(status)});

@@ -45,6 +45,7 @@ std::string error(int code, bool head = false) {
     case 414: reason = "URI Too Long"; break;
     case 417: reason = "Expectation Failed"; break;
     case 431: reason = "Request Header Fields Too Large"; break;
+    case 501: reason = "Not Implemented"; break;
     case 505: reason = "HTTP Version Not Supported"; break;
     default: ADD_FAILURE() << "no such error " << code;
   }
@@ -114,6 +115,11 @@ std::vector<Case> valid_cases() {
       {"post content-length then get", post("Content-Length: 5\r\n", "hello") + get(),
        not_allowed() + ok(), Phase::kIdle},
       {"post body incomplete", post("Content-Length: 5\r\n", "hel"), "", Phase::kBody},
+      // RFC 9110 §2.5: a higher minor version of HTTP/1 is processed as HTTP/1.1.
+      {"http 1.2 as 1.1", "GET / HTTP/1.2\r\nHost: a\r\n\r\n" + get(), ok() + ok(), Phase::kIdle},
+      {"http 1.9 head as 1.1", "HEAD /x HTTP/1.9\r\nHost: a\r\n\r\n", head_ok(), Phase::kIdle},
+      {"http 1.2 post as 1.1", post("Content-Length: 2\r\n", "hi").replace(16, 3, "1.2") + get(),
+       not_allowed() + ok(), Phase::kIdle},
       {"chunked with extension and trailer then get",
        chunked("5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nTrailer: x\r\n\r\n") + get(),
        not_allowed() + ok(), Phase::kIdle},
@@ -160,8 +166,29 @@ std::vector<Case> error_cases() {
   const std::string after = get();  // bytes after an error must never get a response
   return {
       bad("garbage", "GARBAGE\r\n\r\n" + after),
-      bad("unknown method", "FOO / HTTP/1.1\r\nHost: a\r\n\r\n" + after),
-      bad("lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n"),
+      // RFC 9110 §9.1: a well-formed method the server does not know is 501.
+      status("unknown method", "FOO / HTTP/1.1\r\nHost: a\r\n\r\n" + after, 501),
+      status("lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
+      status("known method's prefix", "GE / HTTP/1.1\r\nHost: a\r\n\r\n" + after, 501),
+      status("known method and more", "GETX / HTTP/1.1\r\nHost: a\r\n\r\n" + after, 501),
+      status("unknown method with a body",
+             "FOO / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc" + after, 501),
+      status("unknown method after leading lines", "\r\nBREW /pot HTTP/1.1\r\nHost: a\r\n\r\n",
+             501),
+      bad("unknown method without host", "FOO / HTTP/1.1\r\n\r\n" + after),
+      bad("unknown method then tab", "FOO\t/ HTTP/1.1\r\nHost: a\r\n\r\n" + after),
+      bad("unknown method bad target", "FOO /\x01 HTTP/1.1\r\nHost: a\r\n\r\n" + after),
+      bad("unknown method bare lf", "FOO / HTTP/1.1\nHost: a\r\n\r\n" + after),
+      bad("leading space", " / HTTP/1.1\r\nHost: a\r\n\r\n" + after),
+      status("unknown method too long", std::string(70, 'M') + " / HTTP/1.1\r\nHost: a\r\n\r\n",
+             414),
+      status("unknown method http 3.0", "FOO / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
+      // RFC 9112 §3.2.4: the asterisk-form is for OPTIONS only.
+      bad("asterisk for get", "GET * HTTP/1.1\r\nHost: a\r\n\r\n" + after),
+      {"asterisk for head", "HEAD * HTTP/1.1\r\nHost: a\r\n\r\n" + after, error(400, true),
+       Phase::kClosing},
+      bad("asterisk for unknown method", "FOO * HTTP/1.1\r\nHost: a\r\n\r\n" + after),
+      bad("http 1.2 without host", "GET / HTTP/1.2\r\n\r\n" + after),
       bad("missing host", "GET / HTTP/1.1\r\n\r\n" + after),
       bad("two hosts", get("Host: example.com\r\n") + after),
       bad("host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
@@ -222,7 +249,6 @@ std::vector<Case> error_cases() {
       bad("space after version", "GET / HTTP/1.1 \r\nHost: a\r\n\r\n"),
       bad("missing version", "GET /\r\nHost: a\r\n\r\n"),
       status("http 2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n" + after, 505),
-      status("http 1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n" + after, 505),
       status("http 3.0", "GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
       status("http 0.9", "GET / HTTP/0.9\r\n\r\n", 505),
       status("uri too long", "GET /" + std::string(60, 'u') + " HTTP/1.1\r\nHost: a\r\n\r\n", 414),
@@ -387,6 +413,73 @@ TEST(WorkerRequestParser, TimeoutMidRequestIs408) {
     EXPECT_EQ(parser.phase(), Phase::kBody);
     EXPECT_TRUE(parser.time_out(out));
     EXPECT_EQ(out, error(408, /*head=*/true));
+  }
+}
+
+// A refused method's answer need not wait for its body: the connection asks for it once it
+// has read what the socket had, and the body is then discarded.
+TEST(WorkerRequestParser, RefusedRequestIsAnsweredBeforeItsBodyWhichIsThenDiscarded) {
+  const Responses responses(kNow);
+  const Limits limits = test_limits();
+  RequestParser parser(limits, responses);
+  std::string out;
+  parser.feed(post("Content-Length: 10\r\n", "abc"), out);
+  ASSERT_TRUE(parser.refused_body_pending());
+  EXPECT_FALSE(parser.discarding_body());
+  parser.answer_refused(out);
+  EXPECT_EQ(out, not_allowed());
+  EXPECT_TRUE(parser.discarding_body());
+  EXPECT_FALSE(parser.refused_body_pending());
+  parser.answer_refused(out);  // once only
+  parser.feed("defghij" + get(), out);
+  EXPECT_EQ(out, not_allowed() + ok()) << "the body ended; the next request is served";
+  EXPECT_EQ(parser.phase(), Phase::kIdle);
+  EXPECT_EQ(parser.responses(), 2U);
+}
+
+TEST(WorkerRequestParser, ErrorInARefusedBodyAlreadyAnsweredClosesWithoutASecondResponse) {
+  const Responses responses(kNow);
+  const Limits limits = test_limits();
+  for (const std::string& rest : {std::string("hello!0\r\n\r\n"),             // bad chunk end
+                                  "lo\r\n65\r\n" + std::string(101, 'x')}) {  // over the limit
+    RequestParser parser(limits, responses);
+    std::string out;
+    parser.feed(chunked("5\r\nhel"), out);
+    parser.answer_refused(out);
+    parser.feed(rest + get(), out);
+    EXPECT_EQ(out, not_allowed());
+    EXPECT_TRUE(parser.closing());
+    EXPECT_TRUE(parser.unread_input());
+    EXPECT_FALSE(parser.time_out(out));
+    EXPECT_EQ(out, not_allowed());
+  }
+}
+
+TEST(WorkerRequestParser, RefusedAnswerThatClosesLeavesTheBodyUnread) {
+  const Responses responses(kNow);
+  const Limits limits = test_limits();
+  RequestParser parser(limits, responses);
+  parser.drain();
+  std::string out;
+  parser.feed(post("Content-Length: 10\r\n", "abc"), out);
+  parser.answer_refused(out);
+  EXPECT_EQ(out, not_allowed(kClose));
+  EXPECT_TRUE(parser.closing());
+  EXPECT_TRUE(parser.unread_input());
+}
+
+TEST(WorkerRequestParser, OnlyRefusedRequestsWithABodyAreAnsweredEarly) {
+  const Responses responses(kNow);
+  const Limits limits = test_limits();
+  for (const std::string& input : std::vector<std::string>{
+           "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab",
+           "OPTIONS / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab", post("", "")}) {
+    RequestParser parser(limits, responses);
+    std::string out;
+    parser.feed(input, out);
+    EXPECT_FALSE(parser.refused_body_pending()) << input;
+    parser.answer_refused(out);
+    EXPECT_EQ(out, input.starts_with("POST") ? not_allowed() : "") << input;
   }
 }
 
