@@ -174,8 +174,7 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"HeadersTooLarge",
                   "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(64 * 1024, 'b') + "\r\n\r\n",
                   431},
-        ErrorCase{"Http2Version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
-        ErrorCase{"Http12Version", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505}),
+        ErrorCase{"Http2Version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505}),
     [](const auto& test) { return std::string(test.param.name); });
 
 TEST_F(Http, Ipv6LoopbackWorksWhenListeningDualStack) {
