@@ -32,11 +32,12 @@ TEST(Lifecycle, SigtermWhileARequestIsHalfSentStillAnswersIt) {
   ServerProcess server({.args = {"--workers", "2", "--set", "graceful_timeout=5"}});
   Client c(server.port());
   c.send("GET /slow HTTP/1.1\r\nHost: x\r\n");
-  std::this_thread::sleep_for(100ms);  // the worker has read the first half
+  ASSERT_TRUE(c.wait_server_read());  // a worker holds the first half
   const auto start = Clock::now();
+  const auto mark = server.log_mark();
   server.signal(SIGTERM);
   // The worker holding the connection has started draining (not just the master).
-  ASSERT_TRUE(server.wait_for_log("SIGQUIT: draining 1 connections"));
+  ASSERT_TRUE(server.wait_for_log("SIGQUIT: draining 1 connections", mark));
   c.send("\r\n");
   const Response r = c.read_response();
   EXPECT_EQ(r.body, "Hello, World!");
@@ -54,10 +55,12 @@ TEST(Lifecycle, AKilledWorkerIsReplacedWithinOneSecond) {
   ASSERT_EQ(workers.size(), 3U);
   const pid_t victim = workers[1];
   const auto start = Clock::now();
+  const auto mark = server.log_mark();
   ::kill(victim, SIGKILL);
   ASSERT_TRUE(wait_gone(victim, 1s));
   workers.erase(workers.begin() + 1);
-  ASSERT_TRUE(server.wait_for_log("killed by SIGKILL; respawning now"));
+  ASSERT_TRUE(server.wait_for_log(
+      "(pid " + std::to_string(victim) + ") killed by SIGKILL; respawning now", mark));
   // Back to full size, the victim gone, within one second of the kill.
   const auto deadline = start + 1s;
   bool full = false;
@@ -104,9 +107,9 @@ TEST(Lifecycle, UnderNohupEveryProcessIgnoresOnlySigpipeAndHupStillReloads) {
   EXPECT_EQ(ignored_signals(before[0]), only_sigpipe);
 
   server.dir().write("server.conf", "workers = 2\n");
-  const std::size_t mark = server.log().size();
+  const auto mark = server.log_mark();
   server.signal(SIGHUP);
-  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", 5s, mark));
+  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", mark, 5s));
   ASSERT_TRUE(server.wait_for_children(2, 5s, before));
   for (const pid_t w : server.children()) EXPECT_EQ(ignored_signals(w), only_sigpipe);
   EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");
