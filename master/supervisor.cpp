@@ -57,9 +57,9 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
       listeners_(std::move(listeners)),
       entries_(std::move(entries)),
       reload_config_(std::move(reload_config)),
-      options_(options),
-      scoreboard_(std::make_unique<common::Scoreboard>(options.scoreboard_slots)),
-      table_(options.scoreboard_slots, options.respawn),
+      options_(std::move(options)),
+      scoreboard_(std::make_unique<common::Scoreboard>(options_.scoreboard_slots)),
+      table_(options_.scoreboard_slots, options_.respawn),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
   if (!epoll_) throw common::SysError("epoll_create1");
