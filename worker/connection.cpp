@@ -289,7 +289,7 @@ void Connection::on_response(const RequestParser& parser, int status, std::uint6
 }
 
 bool Connection::input_waiting() const noexcept {
-  char byte;
+  char byte = 0;
   return ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
