@@ -17,7 +17,8 @@ namespace {
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
 constexpr int kBatchesPerPass = 4;   // then other connections get their turn
 constexpr int kMaxLingerReads = 64;  // a client still flooding us after that is cut off
-constexpr std::size_t kMaxBatchCapacity = 256 * 1024;  // the shared batch shrinks above this
+// The shared batch shrinks above this.
+constexpr std::size_t kMaxBatchCapacity = std::size_t{256} * 1024;
 
 }  // namespace
 
