@@ -56,7 +56,7 @@ std::variant<CommandLine, int> parse_command_line(int argc, const char* const* a
   for (const auto& item : sets) {
     const auto eq = item.find('=');
     if (eq == std::string::npos) {
-      std::fprintf(stderr, "--set %s: expected KEY=VALUE\n", item.c_str());
+      (void)std::fprintf(stderr, "--set %s: expected KEY=VALUE\n", item.c_str());
       return kExitConfig;
     }
     out.overrides.push_back({item.substr(0, eq), item.substr(eq + 1)});

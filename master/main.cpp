@@ -85,9 +85,8 @@ void log_startup(const common::Config& config, const std::vector<common::Listene
   for (const auto& l : listeners) spdlog::info("listening on {}", l.bound);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// The master's whole life: everything main() does, as an exit code.
+int run_master(int argc, char** argv) {
   const auto executable = master::resolve_executable(argc, argv);
   auto parsed = common::parse_command_line(argc, argv);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
@@ -100,20 +99,20 @@ int main(int argc, char** argv) {
   try {
     config = load_checked(cli);
   } catch (const common::ConfigError& err) {
-    std::fprintf(stderr, "prefork-httpd: configuration error: %s\n", err.what());
+    (void)std::fprintf(stderr, "prefork-httpd: configuration error: %s\n", err.what());
     return cli.test_config ? 1 : common::kExitConfig;
   }
   if (!cli.signal.empty()) return master::signal_master(cli.signal, 0, config.pidfile);
   if (cli.test_config) {
-    std::printf("prefork-httpd: configuration %s is valid\n", config.source.c_str());
+    (void)std::printf("prefork-httpd: configuration %s is valid\n", config.source.c_str());
     return common::kExitOk;
   }
 
   try {
     common::init_logging("master", config.error_log, config.log_level);
   } catch (const std::exception& err) {
-    std::fprintf(stderr, "prefork-httpd: cannot open error_log %s: %s\n", config.error_log.c_str(),
-                 err.what());
+    (void)std::fprintf(stderr, "prefork-httpd: cannot open error_log %s: %s\n",
+                       config.error_log.c_str(), err.what());
     return common::kExitConfig;
   }
 
@@ -188,4 +187,19 @@ int main(int argc, char** argv) {
     spdlog::critical("master failed: {}", err.what());
     return common::kExitBoot;
   }
+}
+
+}  // namespace
+
+// An exception nothing above handles (one from the command line parser or the credentials
+// lookup, say) is reported as a start failure, not left to std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return run_master(argc, argv);
+  } catch (const std::exception& err) {
+    (void)std::fprintf(stderr, "prefork-httpd: cannot start: %s\n", err.what());
+  } catch (...) {
+    (void)std::fprintf(stderr, "prefork-httpd: cannot start: unknown exception\n");
+  }
+  return common::kExitBoot;
 }

@@ -38,7 +38,7 @@ struct AccessRecord {
 
 class AccessLog {
  public:
-  static constexpr std::size_t kBufferSize = 64 * 1024;
+  static constexpr std::size_t kBufferSize = std::size_t{64} * 1024;
   static constexpr common::Millis kFlushIntervalMs = 1000;
 
   // `target`: "stderr" or a file path (opened O_APPEND, created 0640). `slot` and `pid` go into

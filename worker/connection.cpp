@@ -18,7 +18,8 @@ namespace {
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
 constexpr int kBatchesPerPass = 4;   // then other connections get their turn
 constexpr int kMaxLingerReads = 64;  // per pass: then other connections get their turn
-constexpr std::size_t kMaxBatchCapacity = 256 * 1024;  // the shared batch shrinks above this
+// The shared batch shrinks above this.
+constexpr std::size_t kMaxBatchCapacity = std::size_t{256} * 1024;
 
 }  // namespace
 
@@ -312,7 +313,7 @@ void Connection::on_response(const RequestParser& parser, int status, std::uint6
 }
 
 bool Connection::input_waiting() const noexcept {
-  char byte;
+  char byte = 0;
   return ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 

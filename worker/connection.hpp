@@ -43,7 +43,7 @@ inline constexpr std::uint64_t kMaxLingerBytes = 16ULL * 1024 * 1024;
 struct WorkerShared {
   WorkerShared(const common::Config& config, common::ScoreboardSlot* scoreboard_slot);
 
-  static constexpr std::size_t kReadBufferSize = 16 * 1024;
+  static constexpr std::size_t kReadBufferSize = std::size_t{16} * 1024;
 
   const Limits limits;
   Responses responses;
@@ -89,7 +89,7 @@ struct WorkerShared {
 class Connection final : public EpollSource, private RequestHandler {
  public:
   // Unsent output above which the connection stops reading until the client catches up.
-  static constexpr std::size_t kMaxBacklog = 64 * 1024;
+  static constexpr std::size_t kMaxBacklog = std::size_t{64} * 1024;
 
   // `peer`: the client's address from accept (nullptr: asked from the socket when needed).
   // `proxy_protocol`: the listener expects a PROXY protocol header before the HTTP bytes.

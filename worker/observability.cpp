@@ -36,12 +36,12 @@ std::string duration_text(common::Millis ms) {
   const auto days = total / 86400;
   char text[48];
   if (days > 0) {
-    std::snprintf(text, sizeof text, "%" PRId64 "d %02d:%02d:%02d", days,
-                  static_cast<int>(total / 3600 % 24), static_cast<int>(total / 60 % 60),
-                  static_cast<int>(total % 60));
+    (void)std::snprintf(text, sizeof text, "%" PRId64 "d %02d:%02d:%02d", days,
+                        static_cast<int>(total / 3600 % 24), static_cast<int>(total / 60 % 60),
+                        static_cast<int>(total % 60));
   } else {
-    std::snprintf(text, sizeof text, "%02d:%02d:%02d", static_cast<int>(total / 3600),
-                  static_cast<int>(total / 60 % 60), static_cast<int>(total % 60));
+    (void)std::snprintf(text, sizeof text, "%02d:%02d:%02d", static_cast<int>(total / 3600),
+                        static_cast<int>(total / 60 % 60), static_cast<int>(total % 60));
   }
   return text;
 }
@@ -67,7 +67,7 @@ void append_json_string(std::string& out, std::string_view text) {
       out.push_back(ch);
     } else if (c < 0x20) {
       char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+      (void)std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
       out += escaped;
     } else {
       out.push_back(ch);
@@ -78,7 +78,7 @@ void append_json_string(std::string& out, std::string_view text) {
 
 std::string fixed3(double value) {
   char text[48];
-  std::snprintf(text, sizeof text, "%.3f", value);
+  (void)std::snprintf(text, sizeof text, "%.3f", value);
   return text;
 }
 
@@ -118,32 +118,32 @@ StatusSnapshot take_snapshot(const common::Config& config, const common::Scorebo
   s.draining = worker_draining;
   if (scoreboard == nullptr) return s;
   const common::ScoreboardHeader& h = scoreboard->header();
-  constexpr auto relaxed = std::memory_order_relaxed;
-  s.draining = s.draining || h.draining.load(relaxed);
-  s.master_pid = h.master_pid.load(relaxed);
-  s.master_started_ms = h.master_started_ms.load(relaxed);
-  s.upgraded_ms = h.upgraded_ms.load(relaxed);
-  s.generation = h.generation.load(relaxed);
-  s.live_children = h.live_children.load(relaxed);
-  s.children_forked = h.children_forked.load(relaxed);
-  s.cap_hits = h.cap_hits.load(relaxed);
-  s.fork_failures = h.fork_failures.load(relaxed);
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  s.draining = s.draining || h.draining.load(kRelaxed);
+  s.master_pid = h.master_pid.load(kRelaxed);
+  s.master_started_ms = h.master_started_ms.load(kRelaxed);
+  s.upgraded_ms = h.upgraded_ms.load(kRelaxed);
+  s.generation = h.generation.load(kRelaxed);
+  s.live_children = h.live_children.load(kRelaxed);
+  s.children_forked = h.children_forked.load(kRelaxed);
+  s.cap_hits = h.cap_hits.load(kRelaxed);
+  s.fork_failures = h.fork_failures.load(kRelaxed);
   for (std::size_t i = 0; i < scoreboard->size(); ++i) {
     const common::ScoreboardSlot& slot = scoreboard->slot(i);
-    const std::uint32_t restarts = slot.restarts.load(relaxed);
+    const std::uint32_t restarts = slot.restarts.load(kRelaxed);
     s.total_restarts += restarts;
-    const std::int32_t pid = slot.pid.load(relaxed);
+    const std::int32_t pid = slot.pid.load(kRelaxed);
     if (pid == 0) continue;
     WorkerRow row;
     row.slot = static_cast<unsigned>(i);
     row.pid = pid;
-    row.generation = slot.generation.load(relaxed);
-    row.state = slot.state.load(relaxed);
-    row.requests = slot.requests.load(relaxed);
-    row.connections = slot.connections.load(relaxed);
-    row.started_ms = slot.started_ms.load(relaxed);
+    row.generation = slot.generation.load(kRelaxed);
+    row.state = slot.state.load(kRelaxed);
+    row.requests = slot.requests.load(kRelaxed);
+    row.connections = slot.connections.load(kRelaxed);
+    row.started_ms = slot.started_ms.load(kRelaxed);
     row.restarts = restarts;
-    row.last_exit_status = slot.last_exit_status.load(relaxed);
+    row.last_exit_status = slot.last_exit_status.load(kRelaxed);
     s.rows.push_back(row);
   }
   return s;

@@ -295,7 +295,7 @@ TEST_F(Hardening, ClientResetsMidRequestAndMidResponseLeaveTheServerServing) {
         post("Content-Length: 1048576\r\n", std::string(64 * 1024, 'b'))}) {
     common::UniqueFd fd = connect_raw(port());
     ASSERT_TRUE(send_all(fd.get(), partial));
-    std::this_thread::sleep_for(20ms);  // let the worker read it
+    ASSERT_TRUE(wait_server_read(fd.get()));  // the reset comes after the worker read it
     reset(fd);
   }
   // Mid response: 20,000 pipelined requests (~3.5 MB of answers) to a client that reads a
@@ -452,11 +452,13 @@ TEST(HardeningDescriptors, WorkerOutOfDescriptorsPausesCheaplyShedsWaitersAndRec
   // Far more clients than 64 descriptors: each sends a partial head and waits.
   constexpr int kClients = 300;
   std::vector<common::UniqueFd> clients;
+  const auto mark = server.log_mark();
   for (int i = 0; i < kClients; ++i) {
     clients.push_back(connect_raw(server.port()));
     send_all(clients.back().get(), "GET / HTTP/1.1\r\n");
   }
-  std::this_thread::sleep_for(1s);  // saturated by now
+  // Saturated: the worker ran out of descriptors and paused. Then its CPU over one second.
+  ASSERT_TRUE(server.wait_for_log("pausing accepts", mark, 5s));
   const double cpu0 = cpu_seconds(worker);
   const auto t0 = Clock::now();
   std::this_thread::sleep_for(1s);
@@ -474,8 +476,7 @@ TEST(HardeningDescriptors, WorkerOutOfDescriptorsPausesCheaplyShedsWaitersAndRec
          std::to_string(shed) + " of " + std::to_string(kClients));
   EXPECT_LT(cpu, 0.20) << "busy loop while out of descriptors";
   EXPECT_GT(shed, 0) << "waiting clients are left hanging";
-  EXPECT_TRUE(server.wait_for_log("pausing accepts", 1s));
-  const std::string log = server.log();
+  const std::string log = server.log_since(mark);
   EXPECT_LE(count(log, "pausing accepts"), 2U) << "the EMFILE line is not rate-limited";
 
   clients.clear();  // everyone leaves
@@ -494,12 +495,14 @@ TEST(HardeningDescriptors, PerConnectionMasterOutOfDescriptorsPausesCheaplyAndRe
   set_soft_nofile(master, lowest_free_fd(master));
 
   std::vector<common::UniqueFd> clients;
+  const auto mark = server.log_mark();
   for (int i = 0; i < 50; ++i) {
     clients.push_back(connect_raw(server.port()));
     // Some bytes: with TCP_DEFER_ACCEPT a silent connection never reaches the accept queue.
     send_all(clients.back().get(), "GET / HTTP/1.1\r\n");
   }
-  std::this_thread::sleep_for(500ms);
+  // Saturated: accept4 failed and the master paused. Then its CPU over one second.
+  ASSERT_TRUE(server.wait_for_log("accept4", mark, 5s));
   const double cpu0 = cpu_seconds(master);
   const auto t0 = Clock::now();
   std::this_thread::sleep_for(1s);
@@ -683,8 +686,9 @@ TEST_F(HardeningPrivileges, ReloadWithAnUnknownUserIsRejectedAndServingContinues
   const auto workers = server.children();
   // Rewrite the config file in place with a bad user, then HUP.
   std::ofstream(server.config_path()) << "workers = 1\nuser = \"no-such-user-x\"\n";
+  const auto mark = server.log_mark();
   server.signal(SIGHUP);
-  EXPECT_TRUE(server.wait_for_log("no such user \"no-such-user-x\""));
+  ASSERT_TRUE(server.wait_for_log("no such user \"no-such-user-x\"", mark));
   EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");
   EXPECT_EQ(server.children(), workers);
 }

@@ -208,7 +208,7 @@ TEST(HttpEdges, DrainAnswersTheNextRequestOfAnIdleConnectionWithCloseAndEndsSile
   }
   const std::size_t from = server.log().size();
   server.signal(SIGHUP);  // reload: the old worker drains
-  ASSERT_TRUE(server.wait_for_log("SIGQUIT: draining 2 connections", 5s, from));
+  ASSERT_TRUE(server.wait_for_log("SIGQUIT: draining 2 connections", LogMark(from), 5s));
   const auto drained = Clock::now();
   busy.send(kGet);
   const Response r = busy.read_response();
@@ -268,9 +268,9 @@ TEST(HttpEdges, KeepAliveClientsWithoutRetriesLoseNoRequestAcrossTwoReloads) {
   for (int reload = 0; reload < 2; ++reload) {
     const std::size_t from = server.log().size();
     server.signal(SIGHUP);
-    ASSERT_TRUE(server.wait_for_log("is serving; retiring", 10s, from));
+    ASSERT_TRUE(server.wait_for_log("is serving; retiring", LogMark(from), 10s));
     // The old workers have drained and exited, under load.
-    ASSERT_TRUE(server.wait_for_log("exited with code 0", 10s, from));
+    ASSERT_TRUE(server.wait_for_log("exited with code 0", LogMark(from), 10s));
     EXPECT_TRUE(wait_answered(500));
   }
   stop = true;
@@ -311,7 +311,7 @@ TEST(HttpEdges, AFailedEpollRegistrationClosesThatConnectionOnlyAndIsLoggedRateL
       EXPECT_THAT(got.bytes, ::testing::StartsWith("HTTP/1.1 200 OK"));
     }
   }
-  ASSERT_TRUE(server.wait_for_log("epoll_ctl(ADD): ", 5s, from));
+  ASSERT_TRUE(server.wait_for_log("epoll_ctl(ADD): ", LogMark(from), 5s));
   kept.send(kGet);
   ASSERT_NO_THROW(kept.read_response()) << "the connection set up before goes on";
   ::unlink(fault.c_str());

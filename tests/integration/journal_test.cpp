@@ -22,14 +22,14 @@ const std::vector<std::string> kAsUnderSystemd = {
 TEST(Journal, LinesCarryTheirPriorityAndAFailedReloadIsAnError) {
   ServerProcess server({.config = "workers = 1\n", .wrapper = kAsUnderSystemd});
   server.dir().write("server.conf", "workers = \"many\"\n");
-  const std::size_t mark = server.log().size();
+  const auto mark = server.log_mark();
   server.signal(SIGHUP);
-  ASSERT_TRUE(server.wait_for_log("reload failed", kIoTimeout, mark));
+  ASSERT_TRUE(server.wait_for_log("reload failed", mark));
   const auto lines = lines_of(server.log());
   EXPECT_THAT(lines, Each(ContainsRegex("^<[2-7]>\\[")));
   EXPECT_THAT(lines.front(), StartsWith("<6>[info] master (pid "));
-  EXPECT_THAT(server.log().substr(mark), ContainsRegex("\n?<3>\\[error\\] master \\(pid [0-9]+\\): "
-                                                       "reload failed"));
+  EXPECT_THAT(server.log_since(mark), ContainsRegex("\n?<3>\\[error\\] master \\(pid [0-9]+\\): "
+                                                    "reload failed"));
 }
 
 TEST(Journal, AStderrThatIsNotTheJournalKeepsTimestampsAndNoPrefix) {

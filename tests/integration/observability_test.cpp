@@ -191,9 +191,11 @@ TEST(Healthz, AnswersDrainingWithCloseOnceAGracefulStopBeganWhileInFlightRequest
   probe.send("GET /healthz HTTP/1.1\r\nHost: x\r\n");
   Client slow(server.port());
   slow.send("GET /slow HTTP/1.1\r\nHost: x\r\n");
-  std::this_thread::sleep_for(100ms);  // the worker has read the first halves
+  ASSERT_TRUE(probe.wait_server_read());  // the worker holds both first halves
+  ASSERT_TRUE(slow.wait_server_read());
+  const auto mark = server.log_mark();
   server.signal(SIGTERM);
-  ASSERT_TRUE(server.wait_for_log("SIGQUIT: draining"));
+  ASSERT_TRUE(server.wait_for_log("SIGQUIT: draining", mark));
   probe.send("\r\n");
   const Response during = probe.read_response();
   EXPECT_EQ(during.status, 503);
@@ -367,11 +369,11 @@ TEST(AccessLog, Usr1MovesEveryWorkerToTheNewFile) {
   }
   ASSERT_EQ(by_worker.size(), kWorkers) << "some worker never got a connection";
   std::filesystem::rename(path, path + ".1");  // logrotate's rename, then the signal
-  const std::size_t mark = server.log().size();
+  const auto mark = server.log_mark();
   server.signal(SIGUSR1);
   for (const pid_t w : workers) {
     ASSERT_TRUE(server.wait_for_log("(pid " + std::to_string(w) + "): SIGUSR1: log files reopened",
-                                    5s, mark));
+                                    mark, 5s));
   }
   for (auto& [pid, client] : by_worker) {
     client->send(get("/after"));
@@ -428,7 +430,7 @@ TEST(AccessLog, NoLineIsLostWhenWorkersAreRecycled) {
   ServerProcess server({.config = "workers = 1\nmax_requests = 50\n" + file_writing_user() +
                                   "access_log = \"" + path + "\"\n"});
   send_requests(server.port(), kRequests, 1);  // a recycled worker closes its keep-alives
-  ASSERT_TRUE(server.wait_for_log("recycled after max_requests"));
+  ASSERT_TRUE(server.wait_for_log("recycled after max_requests", kLogStart));
   server.signal(SIGTERM);
   ASSERT_TRUE(server.wait_exit(5s));
   EXPECT_EQ(lines_of(read_file(path)).size(), static_cast<std::size_t>(kRequests));
@@ -436,8 +438,9 @@ TEST(AccessLog, NoLineIsLostWhenWorkersAreRecycled) {
 
 TEST(AccessLog, StderrLinesAreWholeAndOffMeansNone) {
   ServerProcess on({.config = "workers = 1\naccess_log = \"stderr\"\n"});
+  const auto mark = on.log_mark();
   EXPECT_EQ(fetch(on.port(), get("/to-stderr")).status, 200);
-  EXPECT_TRUE(on.wait_for_log("\"GET /to-stderr HTTP/1.1\" 200 13 \"-\" \"-\"\n", 5s));
+  EXPECT_TRUE(on.wait_for_log("\"GET /to-stderr HTTP/1.1\" 200 13 \"-\" \"-\"\n", mark, 5s));
   ServerProcess off({.config = "workers = 1\n"});
   EXPECT_EQ(fetch(off.port(), get("/quiet")).status, 200);
   off.signal(SIGTERM);

@@ -93,11 +93,11 @@ TEST(Operations, UsesTheSocketSystemdPassesInsteadOfBinding) {
        .listen = "",
        .wait_ready = false,
        .wrapper = {"/usr/bin/systemd-socket-activate", "-l", "127.0.0.1:" + std::to_string(port)}});
-  ASSERT_TRUE(server.wait_for_log("Listening on 127.0.0.1:" + std::to_string(port)));
+  ASSERT_TRUE(server.wait_for_log("Listening on 127.0.0.1:" + std::to_string(port), kLogStart));
   Client c(port);
   c.send(get_request());
   EXPECT_EQ(c.read_response().body, "Hello, World!");
-  EXPECT_TRUE(server.wait_for_log("socket activation: using 1 socket(s) from systemd"));
+  EXPECT_TRUE(server.wait_for_log("socket activation: using 1 socket(s) from systemd", kLogStart));
   EXPECT_THAT(server.log(), HasSubstr("listening on 127.0.0.1:" + std::to_string(port)));
   EXPECT_THAT(server.log(), ::testing::Not(HasSubstr("[::]:8888")));
   server.signal(SIGTERM);
@@ -111,7 +111,7 @@ TEST(Operations, NeverUnlinksAUnixSocketSystemdPassed) {
                         .listen = "",
                         .wait_ready = false,
                         .wrapper = {"/usr/bin/systemd-socket-activate", "-l", path}});
-  for (int i = 0; i < 200 && !std::filesystem::exists(path); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(server.wait_for_log("Listening on " + path, kLogStart));
   EXPECT_EQ(get_over_unix(path).body, "Hello, World!");
   server.signal(SIGTERM);
   EXPECT_EQ(exit_code(server.wait_exit(10s)), 0);

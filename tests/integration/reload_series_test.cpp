@@ -246,7 +246,7 @@ class Series {
     const char* outcome = !step.error.empty() ? kRefused
                           : prefork_          ? "starting generation"
                                               : "SIGHUP: reloading";
-    ASSERT_TRUE(server_.wait_for_log(outcome, kIoTimeout, mark)) << since(mark);
+    ASSERT_TRUE(server_.wait_for_log(outcome, LogMark(mark), kIoTimeout)) << since(mark);
     listeners_.update(server_.log(), mark);
     ASSERT_FALSE(server_.wait_exit(0ms)) << "the master died; log:\n" << since(mark);
     // The old generation accepts until it is retired, with the old listener settings (a PROXY
@@ -399,7 +399,7 @@ TEST_F(LogAccess, AReloadToAnAccessLogTheWorkersCannotOpenKeepsServing) {
                      "workers = 1\nlisten = \"127.0.0.1:0\"\naccess_log = \"" + log + "\"\n");
   std::size_t mark = server.log().size();
   server.signal(SIGHUP);
-  ASSERT_TRUE(server.wait_for_log(kRefused, kIoTimeout, mark));
+  ASSERT_TRUE(server.wait_for_log(kRefused, LogMark(mark), kIoTimeout));
   EXPECT_THAT(server.log().substr(mark), HasSubstr("key 'access_log': user nobody"));
   EXPECT_EQ(fetch(server.port(), get_request()).status, 200);
 
@@ -412,7 +412,8 @@ TEST_F(LogAccess, AReloadToAnAccessLogTheWorkersCannotOpenKeepsServing) {
                      "workers = 1\nlisten = \"127.0.0.1:0\"\naccess_log = \"" + fresh + "\"\n");
   mark = server.log().size();
   server.signal(SIGHUP);
-  ASSERT_TRUE(server.wait_for_log("starting generation", kIoTimeout, mark)) << server.log();
+  ASSERT_TRUE(server.wait_for_log("starting generation", LogMark(mark), kIoTimeout))
+      << server.log();
   ASSERT_TRUE(server.wait_for_children(1, 5s));
   EXPECT_EQ(fetch(server.port(), get_request("/", "Connection: close\r\n")).status, 200);
   EXPECT_TRUE(wait_for_lines(fresh, 1)) << server.log().substr(mark);

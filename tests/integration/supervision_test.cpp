@@ -107,9 +107,9 @@ TEST(Supervision, ReloadUnderLoadFailsNoRequestAndAppliesTheNewConfig) {
   Load load(server.port());
   while (load.requests() < 200) std::this_thread::sleep_for(1ms);
   server.dir().write("server.conf", "workers = 3\n");
-  const std::size_t mark = server.log().size();
+  const auto mark = server.log_mark();
   server.signal(SIGHUP);
-  ASSERT_TRUE(server.wait_for_log("retiring 2 old workers", 10s, mark));
+  ASSERT_TRUE(server.wait_for_log("retiring 2 old workers", mark, 10s));
   for (const pid_t w : old_workers) EXPECT_TRUE(wait_gone(w, 10s));
   const int at_reload = load.requests();
   while (load.requests() < at_reload + 200) std::this_thread::sleep_for(1ms);
@@ -125,9 +125,11 @@ TEST(Supervision, ReloadWithABrokenConfigKeepsTheOldOneServing) {
   ServerProcess server({.config = "workers = 2\n"});
   const auto before = server.children();
   server.dir().write("server.conf", "workers = 2\nkeepalive_timeout = \"soon\"\n");
+  const auto mark = server.log_mark();
   server.signal(SIGHUP);
-  ASSERT_TRUE(server.wait_for_log("reload failed, keeping the running configuration"));
-  EXPECT_THAT(server.log(), HasSubstr(server.config_path() + ":2: key 'keepalive_timeout'"));
+  ASSERT_TRUE(server.wait_for_log("reload failed, keeping the running configuration", mark));
+  EXPECT_THAT(server.log_since(mark),
+              HasSubstr(server.config_path() + ":2: key 'keepalive_timeout'"));
   EXPECT_EQ(server.children(), before);
   EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");
   EXPECT_THAT(server.unexpected_errors({"reload failed"}), IsEmpty());
@@ -212,7 +214,7 @@ TEST(Supervision, WorkersAreRecycledAfterMaxRequestsWithoutFailingARequest) {
     ok += fetch(server.port(), get_request("/", "Connection: close\r\n")).status == 200 ? 1 : 0;
   }
   EXPECT_EQ(ok, 400);
-  ASSERT_TRUE(server.wait_for_log("recycled after max_requests; draining"));
+  ASSERT_TRUE(server.wait_for_log("recycled after max_requests; draining", kLogStart));
   EXPECT_TRUE(server.wait_for_children(2, 5s));
   EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
@@ -220,12 +222,12 @@ TEST(Supervision, WorkersAreRecycledAfterMaxRequestsWithoutFailingARequest) {
 TEST(Supervision, ReloadAddsAndRemovesListenersAndKeepsTheUnchangedOnes) {
   ServerProcess server({.config = "listen = [\"127.0.0.1:0\"]\nworkers = 1\n", .listen = ""});
   const std::uint16_t first = server.port();
-  std::size_t mark = server.log().size();
+  auto mark = server.log_mark();
   server.dir().write("server.conf", "listen = [\"127.0.0.1:0\", \"127.0.0.2:0\"]\nworkers = 1\n");
   server.signal(SIGHUP);
-  ASSERT_TRUE(server.wait_for_log("listening on 127.0.0.2:", 5s, mark));
-  const std::uint16_t second = port_in_log(server.log(), "127.0.0.2", mark);
-  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", 5s, mark));
+  ASSERT_TRUE(server.wait_for_log("listening on 127.0.0.2:", mark, 5s));
+  const std::uint16_t second = port_in_log(server.log(), "127.0.0.2", mark.offset());
+  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", mark, 5s));
   EXPECT_EQ(fetch(first, get_request()).status, 200);  // kept: same socket, same port
   Client c2(second, "127.0.0.2");
   c2.send(get_request());
@@ -235,12 +237,12 @@ TEST(Supervision, ReloadAddsAndRemovesListenersAndKeepsTheUnchangedOnes) {
   // first socket before the second reload.
   ASSERT_TRUE(server.wait_for_children(1, 5s));
   const std::vector<pid_t> holders = server.children();
-  mark = server.log().size();
+  mark = server.log_mark();
   server.dir().write("server.conf", "listen = [\"127.0.0.2:0\"]\nworkers = 1\n");
   server.signal(SIGHUP);
   ASSERT_TRUE(
-      server.wait_for_log("no longer listening on 127.0.0.1:" + std::to_string(first), 5s, mark));
-  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", 5s, mark));
+      server.wait_for_log("no longer listening on 127.0.0.1:" + std::to_string(first), mark, 5s));
+  ASSERT_TRUE(server.wait_for_log("retiring 1 old workers", mark, 5s));
   for (const pid_t old : holders) ASSERT_TRUE(wait_gone(old, 5s)) << "old worker " << old;
   EXPECT_THROW(Client{first}, std::runtime_error);  // refused: nobody holds the socket any more
   Client again(second, "127.0.0.2");
@@ -256,21 +258,20 @@ TEST(Supervision, Usr1ReopensTheLogInTheMasterAndEveryWorker) {
   const std::string path = logs.path() + "/error.log";
   ServerProcess server(
       {.args = {"--workers", "2", "--set", "error_log=\"" + path + "\""}, .wait_ready = false});
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (read_file(path).find("ready:") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);
-  }
+  ASSERT_TRUE(wait_for_text(path, "ready:", 5s));
   const auto workers = server.children();
   ASSERT_EQ(workers.size(), 2U);
   std::filesystem::rename(path, path + ".1");  // what logrotate does before signalling
   server.signal(SIGUSR1);
-  while (read_file(path).find("log files reopened") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline + 5s) {
-    std::this_thread::sleep_for(5ms);
+  // Each worker has reopened (into the new file) before the drain signal.
+  ASSERT_TRUE(
+      wait_for_text(path, "SIGUSR1: log files reopened; asking children to reopen theirs", 5s))
+      << read_file(path);
+  for (const pid_t w : workers) {
+    ASSERT_TRUE(
+        wait_for_text(path, "(pid " + std::to_string(w) + "): SIGUSR1: log files reopened", 5s))
+        << read_file(path);
   }
-  EXPECT_THAT(read_file(path), HasSubstr("SIGUSR1: log files reopened"));
-  std::this_thread::sleep_for(100ms);  // the workers handle USR1 before the drain signal
   server.signal(SIGTERM);
   ASSERT_TRUE(server.wait_exit(5s));
   const std::string fresh = read_file(path);
@@ -289,7 +290,7 @@ TEST(Supervision, PerClientIpCapClosesTheExtraConnection) {
   Client second(server.port());
   second.send(get_request());  // TCP_DEFER_ACCEPT: the master sees it once it has data
   EXPECT_TRUE(second.wait_closed());
-  EXPECT_TRUE(server.wait_for_log("is at max_children_per_ip (1); connection closed"));
+  EXPECT_TRUE(server.wait_for_log("is at max_children_per_ip (1); connection closed", kLogStart));
   first.send(get_request());
   EXPECT_EQ(first.read_response().status, 200);
 }
@@ -303,11 +304,13 @@ namespace {
 TEST(Supervision, DrainDelayKeepsServingAfterSigtermUntilItEnds) {
   ServerProcess server({.args = {"--workers", "1", "--set", "drain_delay=1.5"}});
   const auto start = std::chrono::steady_clock::now();
+  const auto mark = server.log_mark();
   server.signal(SIGTERM);
-  ASSERT_TRUE(server.wait_for_log("(drain_delay) before the listeners close"));
+  const auto delaying = server.wait_for_log("(drain_delay) before the listeners close", mark);
+  ASSERT_TRUE(delaying);
   // New connections are still accepted and answered during the delay.
   EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");
-  ASSERT_TRUE(server.wait_for_log("drain_delay over: graceful stop", 5s));
+  ASSERT_TRUE(server.wait_for_log("drain_delay over: graceful stop", *delaying, 5s));
   EXPECT_GE(std::chrono::steady_clock::now() - start, 1400ms);
   EXPECT_EQ(exit_code(server.wait_exit(5s)), 0);
   EXPECT_THROW(Client{server.port()}, std::runtime_error);

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "tests/process/master_under_test.hpp"
+#include "tests/support/server_process.hpp"
 #include "worker/worker.hpp"
 
 namespace prefork::master {
@@ -15,6 +16,8 @@ namespace {
 
 using testing::Client;
 using testing::get_request;
+using testing::kLogStart;
+using testing::TempDir;
 
 common::Config per_connection(unsigned max_children) {
   common::Config c;
@@ -44,7 +47,7 @@ TEST(PerConnection, ForkFailureIsSurvivedAndTheClientServedOnceForkWorksAgain) {
   MasterUnderTest m(per_connection(8), real_children(), nullptr, options);
   Client c(m.port());
   c.send(get_request());
-  ASSERT_TRUE(m.wait_for_log("Resource temporarily unavailable"));
+  ASSERT_TRUE(m.wait_for_log("Resource temporarily unavailable", kLogStart));
   EXPECT_THAT(m.log(), ::testing::HasSubstr("holding it, retrying in"));
   std::filesystem::remove(fail_flag);
   const auto r = c.read_response();
@@ -52,7 +55,7 @@ TEST(PerConnection, ForkFailureIsSurvivedAndTheClientServedOnceForkWorksAgain) {
   Client again(m.port());
   again.send(get_request());
   EXPECT_EQ(again.read_response().status, 200);
-  ::kill(m.pid, SIGTERM);
+  ::kill(m.pid(), SIGTERM);
   const auto status = m.wait_exit(5s);
   ASSERT_TRUE(status);
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
@@ -70,7 +73,7 @@ TEST(PerConnection, AtTheCapConnectionsWaitInTheBacklogInsteadOfBeingRefused) {
   Client waiting(m.port());  // the kernel completes the handshake; nobody accepts it yet
   waiting.send(get_request());
   EXPECT_THROW(waiting.read_response(false, 300ms), std::runtime_error);
-  EXPECT_EQ(testing::children_of(m.pid).size(), 2U);
+  EXPECT_EQ(m.children().size(), 2U);
   a.shutdown_write();  // the child sees EOF, exits, is reaped; the master accepts again
   const auto r = waiting.read_response();
   EXPECT_EQ(r.body, "Hello, World!");
@@ -81,9 +84,10 @@ TEST(PerConnection, GracefulStopLetsChildrenFinishTheirRequest) {
   Client c(m.port());
   c.send("GET / HTTP/1.1\r\nHost: x\r\n");
   ASSERT_TRUE(m.wait_for_children(1));
-  std::this_thread::sleep_for(50ms);
-  ::kill(m.pid, SIGTERM);
-  ASSERT_TRUE(m.wait_for_log("graceful stop"));
+  ASSERT_TRUE(c.wait_server_read());  // the child holds the half-sent request
+  const auto mark = m.log_mark();
+  ::kill(m.pid(), SIGTERM);
+  ASSERT_TRUE(m.wait_for_log("graceful stop", mark));
   c.send("\r\n");
   const auto r = c.read_response();
   EXPECT_EQ(r.body, "Hello, World!");

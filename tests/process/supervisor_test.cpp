@@ -24,8 +24,8 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
-using testing::ServerProcess;
-using testing::TempDir;
+using testing::kLogStart;
+using ::testing::Not;
 
 // A well-behaved worker: beats, and exits 0 when asked to drain or stop.
 int idle_worker(const common::ChildContext& ctx) {
@@ -63,15 +63,16 @@ int exit_code(int status) {
 
 TEST(Supervisor, GracefulStopDrainsEveryWorkerAndExitsZero) {
   MasterUnderTest m(config_with(3), idle_worker);
-  ASSERT_TRUE(m.wait_for_log("ready: 3 workers serving"));
-  const auto workers = testing::children_of(m.pid);
+  ASSERT_TRUE(m.wait_for_log("ready: 3 workers serving", kLogStart));
+  const auto workers = m.children();
   ASSERT_EQ(workers.size(), 3U);
-  ::kill(m.pid, SIGTERM);
+  const auto mark = m.log_mark();
+  ::kill(m.pid(), SIGTERM);
   const auto status = m.wait_exit(5s);
   ASSERT_TRUE(status);
   EXPECT_EQ(exit_code(*status), 0);
   for (const pid_t w : workers) EXPECT_FALSE(testing::process_alive(w));
-  EXPECT_THAT(m.log(), HasSubstr("graceful stop"));
+  EXPECT_THAT(m.log_since(mark), HasSubstr("graceful stop"));
   EXPECT_EQ(testing::reap_zombies(), 0);
 }
 
@@ -82,9 +83,11 @@ TEST(Supervisor, AWorkerThatExitsIsRespawnedInItsSlot) {
     ::usleep(300'000);
     return 0;
   });
-  ASSERT_TRUE(m.wait_for_log("worker 0 (pid"));
-  ASSERT_TRUE(m.wait_for_log("exited with code 0; respawning"));
-  ::kill(m.pid, SIGTERM);
+  const auto exited = m.wait_for_log("exited with code 0; respawning", kLogStart);
+  ASSERT_TRUE(exited);
+  // The slot's next worker starts after the first one's exit.
+  ASSERT_TRUE(m.wait_for_log(") started", *exited));
+  ::kill(m.pid(), SIGTERM);
   ASSERT_TRUE(m.wait_exit(5s));
 }
 
@@ -110,9 +113,11 @@ TEST(Supervisor, ASegfaultIsDescribedAndTheWorkerReplaced) {
     ::raise(SIGSEGV);
     return 0;
   });
-  ASSERT_TRUE(m.wait_for_log("killed by SIGSEGV"));
-  ASSERT_TRUE(m.wait_for_log("worker 0 (pid", 5s));
-  ::kill(m.pid, SIGINT);
+  const auto crashed = m.wait_for_log("killed by SIGSEGV", kLogStart);
+  ASSERT_TRUE(crashed);
+  // The replacement starts after the crash (the first worker's start line is before it).
+  ASSERT_TRUE(m.wait_for_log(") started", *crashed, 5s));
+  ::kill(m.pid(), SIGINT);
   ASSERT_TRUE(m.wait_exit(5s));
 }
 
@@ -139,11 +144,13 @@ TEST(Supervisor, AHungWorkerIsAbortedForACoreDumpAndReplaced) {
     for (;;) ::pause();  // no heartbeat ever again; SIGABRT's default action ends it
     return 0;
   });
-  ASSERT_TRUE(m.wait_for_log("hung: no heartbeat"));
+  const auto hung = m.wait_for_log("hung: no heartbeat", kLogStart);
+  ASSERT_TRUE(hung);
   EXPECT_THAT(m.log(), ContainsRegex("worker 0 \\(pid [0-9]+, generation 1\\) hung: no heartbeat "
                                      "for [0-9]+ ms in state busy; sending SIGABRT"));
-  ASSERT_TRUE(m.wait_for_log("killed by SIGABRT"));
-  ASSERT_TRUE(m.wait_for_log("respawning"));
+  const auto killed = m.wait_for_log("killed by SIGABRT", *hung);
+  ASSERT_TRUE(killed);
+  ASSERT_TRUE(m.wait_for_log(") started", *killed));  // the replacement
 }
 
 TEST(Supervisor, AHungWorkerIgnoringAbortGetsKill) {
@@ -152,8 +159,11 @@ TEST(Supervisor, AHungWorkerIgnoringAbortGetsKill) {
     for (;;) ::pause();
     return 0;
   });
-  ASSERT_TRUE(m.wait_for_log("still alive after SIGABRT; sending SIGKILL"));
-  ASSERT_TRUE(m.wait_for_log("killed by SIGKILL; respawning"));
+  const auto ignored = m.wait_for_log("still alive after SIGABRT; sending SIGKILL", kLogStart);
+  ASSERT_TRUE(ignored);
+  const auto killed = m.wait_for_log("killed by SIGKILL; respawning", *ignored);
+  ASSERT_TRUE(killed);
+  ASSERT_TRUE(m.wait_for_log(") started", *killed));  // the replacement
 }
 
 TEST(Supervisor, GracefulTimeoutKillsWorkersThatDoNotDrain) {
@@ -169,54 +179,59 @@ TEST(Supervisor, GracefulTimeoutKillsWorkersThatDoNotDrain) {
     }
     return 0;
   });
-  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving"));
+  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving", kLogStart));
   const auto start = std::chrono::steady_clock::now();
-  ::kill(m.pid, SIGTERM);
+  const auto mark = m.log_mark();
+  ::kill(m.pid(), SIGTERM);
   const auto status = m.wait_exit(5s);
   ASSERT_TRUE(status);
   EXPECT_EQ(exit_code(*status), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
-  EXPECT_THAT(m.log(), HasSubstr("stop timeout reached; killing 2 remaining children"));
+  EXPECT_THAT(m.log_since(mark), HasSubstr("stop timeout reached; killing 2 remaining children"));
 }
 
 TEST(Supervisor, TtinAndTtouResizeThePool) {
   MasterUnderTest m(config_with(2), idle_worker);
   ASSERT_TRUE(m.wait_for_children(2));
-  ::kill(m.pid, SIGTTIN);
+  ::kill(m.pid(), SIGTTIN);
   ASSERT_TRUE(m.wait_for_children(3));
   // Standard signals do not queue: two TTOUs sent back to back may arrive as one.
-  ::kill(m.pid, SIGTTOU);
+  ::kill(m.pid(), SIGTTOU);
   ASSERT_TRUE(m.wait_for_children(2));
-  ::kill(m.pid, SIGTTOU);
+  ::kill(m.pid(), SIGTTOU);
   ASSERT_TRUE(m.wait_for_children(1));
-  ::kill(m.pid, SIGTTOU);  // the last worker stays
-  ASSERT_TRUE(m.wait_for_log("SIGTTOU ignored: keeping the last worker"));
-  EXPECT_EQ(testing::children_of(m.pid).size(), 1U);
+  const auto mark = m.log_mark();
+  ::kill(m.pid(), SIGTTOU);  // the last worker stays
+  ASSERT_TRUE(m.wait_for_log("SIGTTOU ignored: keeping the last worker", mark));
+  EXPECT_EQ(m.children().size(), 1U);
 }
 
 TEST(Supervisor, ReloadStartsANewGenerationAndRetiresTheOldOneOnce) {
   common::Config next = config_with(3);
   MasterUnderTest m(config_with(2), idle_worker, [next] { return next; });
-  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving"));
-  const auto old_workers = testing::children_of(m.pid);
-  ::kill(m.pid, SIGHUP);
-  ASSERT_TRUE(m.wait_for_log("retiring 2 old workers"));
-  ASSERT_TRUE(m.wait_for_children(3));
-  for (const pid_t w : testing::children_of(m.pid)) {
-    EXPECT_EQ(std::count(old_workers.begin(), old_workers.end(), w), 0);
-  }
-  EXPECT_TRUE(m.wait_for_log("ready: 3 workers serving"));
+  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving", kLogStart));
+  const auto old_workers = m.children();
+  const auto mark = m.log_mark();
+  ::kill(m.pid(), SIGHUP);
+  const auto retiring = m.wait_for_log("retiring 2 old workers", mark);
+  ASSERT_TRUE(retiring);
+  ASSERT_TRUE(m.wait_for_children(3, 5s, old_workers));
+  EXPECT_TRUE(m.wait_for_log("ready: 3 workers serving", mark));
+  // Once: the old generation is retired by one message, not again afterwards.
+  EXPECT_THAT(m.log_since(*retiring), Not(HasSubstr("retiring")));
 }
 
 TEST(Supervisor, AFailedReloadKeepsTheRunningPool) {
   MasterUnderTest m(config_with(2), idle_worker, []() -> common::Config {
     throw common::ConfigError("/etc/x.conf:7: key 'workers': expected an integer");
   });
-  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving"));
-  const auto before = testing::children_of(m.pid);
-  ::kill(m.pid, SIGHUP);
-  ASSERT_TRUE(m.wait_for_log("reload failed, keeping the running configuration: /etc/x.conf:7"));
-  EXPECT_EQ(testing::children_of(m.pid), before);
+  ASSERT_TRUE(m.wait_for_log("ready: 2 workers serving", kLogStart));
+  const auto before = m.children();
+  const auto mark = m.log_mark();
+  ::kill(m.pid(), SIGHUP);
+  ASSERT_TRUE(
+      m.wait_for_log("reload failed, keeping the running configuration: /etc/x.conf:7", mark));
+  EXPECT_EQ(m.children(), before);
 }
 
 }  // namespace

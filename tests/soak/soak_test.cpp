@@ -4,8 +4,8 @@
 // USR1, SIGKILL and SIGSTOP/SIGCONT of random workers, for PREFORK_SOAK_SECONDS (default 60).
 // Throughout: the master is alive and reaps its children. At the end: the pool has its
 // configured size, no zombies, the master's descriptor count is back to its start value, and
-// every failed request is explained (in flight on a worker the test killed; or, until drains are
-// race-free, a keep-alive request reset by a draining worker, retried once and reported).
+// every failed request is explained: it was in flight on a worker the test killed. Drains are
+// race-free, so a request reset by a draining worker fails the test.
 // PREFORK_SOAK_SEED replays a sequence of decisions (the timing of a run is not replayed).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -68,7 +68,7 @@ void PrintTo(Mode mode, std::ostream* out) {
 }
 
 // What a reload of a config should do.
-enum class Expect { kApplied, kRejected, kEither };
+enum class Expect { kApplied, kRejected };
 
 struct ConfigText {
   std::string text;
@@ -110,11 +110,9 @@ class Configs {
         return {replace(ok, mode_line(mode_), mode_line(other(mode_))), Expect::kRejected,
                 "mode-change"};
       default:
-        // TODO(issue 11 item 1): once config validation rejects repeated listen entries this
-        // becomes Expect::kRejected; until then a reload that takes the socket once is fine too.
         return {body(listen({"127.0.0.1:0", "127.0.0.1:0"}), kInitialWorkers, kInitialMaxChildren,
                      1000),
-                Expect::kEither, "duplicate-listen"};
+                Expect::kRejected, "duplicate-listen"};
     }
   }
 
@@ -170,12 +168,6 @@ std::string lines_mentioning(const std::string& log, pid_t pid) {
   return out;
 }
 
-// Workers' "SIGQUIT: draining" lines: pid and wall-clock time (ms since the epoch).
-struct Drain {
-  pid_t pid;
-  long long wall_ms;
-};
-
 // The time of a log line ("2026-12-01T02:55:56.693+00:00 [info] ..."), in ms since the epoch.
 std::optional<long long> log_time_ms(const std::string& line) {
   static const std::regex stamp(
@@ -192,18 +184,6 @@ std::optional<long long> log_time_ms(const std::string& line) {
   const long long offset_s =
       (m[8] == "-" ? -1 : 1) * (std::stoll(m[9]) * 3600 + std::stoll(m[10]) * 60);
   return (static_cast<long long>(::timegm(&tm)) - offset_s) * 1000 + std::stoll(m[7]);
-}
-
-std::vector<Drain> drains_in(const std::string& log) {
-  static const std::regex draining(R"(worker \d+ \(pid (\d+)\): SIGQUIT: draining)");
-  std::vector<Drain> out;
-  for (const auto& line : lines_of(log)) {
-    std::smatch m;
-    if (!std::regex_search(line, m, draining)) continue;
-    if (const auto at = log_time_ms(line))
-      out.push_back({static_cast<pid_t>(std::stol(m[1])), *at});
-  }
-  return out;
 }
 
 // The log lines written between `from_ms` and `to_ms`.
@@ -369,7 +349,9 @@ class Storm {
   // the next signal. False when the reopen line does not come within 10 s.
   bool barrier() {
     const std::size_t from = rotate_logs();
-    return server_.wait_for_log("SIGUSR1: log files reopened; asking", kReloadOutcomeTimeout, from);
+    return server_
+        .wait_for_log("SIGUSR1: log files reopened; asking", LogMark(from), kReloadOutcomeTimeout)
+        .has_value();
   }
 
   void write_config(const std::string& text) {
@@ -403,7 +385,8 @@ class Storm {
   // applied reload logs nothing of its own: a USR1 sent after it marks the end of its pass.
   std::optional<bool> reload_outcome(std::size_t from) {
     if (mode_ == Mode::kPerConnection) {
-      if (!server_.wait_for_log("SIGHUP: reloading", kReloadOutcomeTimeout, from) || !barrier()) {
+      if (!server_.wait_for_log("SIGHUP: reloading", LogMark(from), kReloadOutcomeTimeout) ||
+          !barrier()) {
         return std::nullopt;
       }
       const std::string log = server_.log().substr(from);
@@ -624,20 +607,8 @@ class Storm {
         .count();
   }
 
-  // A drained worker closes an idle connection at once (until drains are race-free): a request
-  // sent after the previous response meets that close.
-  [[nodiscard]] bool drained_in_window(const Failure& f, const std::vector<Drain>& drains) const {
-    const long long from = wall_ms(f.since - kReadSlack);
-    const long long to = wall_ms(f.failed) + kLogSlack.count();
-    return std::any_of(drains.begin(), drains.end(),
-                       [&](const Drain& d) { return d.wall_ms >= from && d.wall_ms <= to; });
-  }
-
   void judge_failures() {
     const std::string log = server_.log();
-    const auto drains = drains_in(log);
-    std::set<pid_t> drained;
-    for (const auto& d : drains) drained.insert(d.pid);
     std::set<pid_t> killed;
     for (const auto& k : kills_) killed.insert(k.pid);
     for (const Failure& f : failures_) {
@@ -646,11 +617,9 @@ class Storm {
         ++failed_["killed in flight (owner known)"];
       } else if (!answered_wrong && f.owner == 0 && killed_in_window(f)) {
         ++failed_["killed in flight (a kill while in flight, owner unknown)"];
-      } else if (f.retried && f.owner != 0 && drained.contains(f.owner)) {
-        ++failed_["drain reset, retried once (owner known, drained)"];
-      } else if (f.retried && f.owner == 0 && drained_in_window(f, drains)) {
-        ++failed_["drain reset, retried once (a drain while in flight, owner unknown)"];
       } else {
+        // Drains are race-free: a request reset by a draining worker is a failure like any
+        // other (RFC 9112 §9.3.1 lets clients retry, but this one's clients must not need to).
         // The first few in detail: when the master is gone, every request after fails.
         if (++failed_["unexplained"] > 10) continue;
         ADD_FAILURE() << "request failed: " << describe(f) << "\n  log lines of its owner:\n"

@@ -2,11 +2,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -27,15 +28,6 @@
 namespace prefork::testing {
 namespace {
 
-// /proc files of processes that may exit while we read them: any error reads as empty.
-std::string read_proc(const std::string& path) {
-  common::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return {};
-  char buf[1024];
-  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-}
-
 using Clock = std::chrono::steady_clock;
 
 [[noreturn]] void exec_server(const std::vector<std::string>& argv, const std::string& log_path,
@@ -54,48 +46,7 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-TempDir::TempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "prefork-test-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  if (std::getenv("PREFORK_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(path_, ignored);
-}
-
-std::string TempDir::write(const std::string& name, const std::string& content) const {
-  const std::string path = path_ + "/" + name;
-  std::ofstream(path, std::ios::binary) << content;
-  return path;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-bool wait_for_lines(const std::string& path, std::size_t lines, Duration timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (lines_of(read_file(path)).size() >= lines) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
-}
-
-ServerProcess::ServerProcess(ServerOptions options) {
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+ServerProcess::ServerProcess(ServerOptions options) : ProcessUnderTest("server.log") {
   std::vector<std::string> argv = options.wrapper;
   argv.push_back(PREFORK_HTTPD_BINARY);
   if (!options.listen.empty()) argv.insert(argv.end(), {"--listen", options.listen});
@@ -104,12 +55,11 @@ ServerProcess::ServerProcess(ServerOptions options) {
     argv.insert(argv.end(), {"-c", config_path()});
   }
   argv.insert(argv.end(), options.args.begin(), options.args.end());
-  const std::string log_path = dir_.path() + "/server.log";
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) exec_server(argv, log_path, options.env);
+  if (pid_ == 0) exec_server(argv, log_path(), options.env);
   if (!options.wait_ready) return;
-  if (!wait_for_log("ready:", 10s)) {
+  if (!wait_for_log("ready:", kLogStart, 10s)) {
     throw std::runtime_error("server did not become ready; log:\n" + log());
   }
   static const std::regex listening(R"(listening on \S*:(\d+))");
@@ -148,69 +98,6 @@ ServerProcess::~ServerProcess() {
   reap_zombies();
 }
 
-std::string ServerProcess::log() const {
-  return read_file(dir_.path() + "/server.log");
-}
-
-void ServerProcess::signal(int signo) const {
-  ::kill(pid_, signo);
-}
-
-std::optional<int> ServerProcess::wait_exit(Duration timeout) {
-  if (status_) return status_;
-  const auto deadline = Clock::now() + timeout;
-  do {
-    int status = 0;
-    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      status_ = status;
-      return status_;
-    }
-    std::this_thread::sleep_for(5ms);
-  } while (Clock::now() < deadline);
-  return std::nullopt;
-}
-
-bool ServerProcess::wait_for_log(const std::string& text, Duration timeout,
-                                 std::size_t from) const {
-  const auto deadline = Clock::now() + timeout;
-  do {
-    const std::string content = log();
-    if (content.size() > from && content.find(text, from) != std::string::npos) return true;
-    std::this_thread::sleep_for(5ms);
-  } while (Clock::now() < deadline);
-  return false;
-}
-
-std::vector<pid_t> ServerProcess::children() const {
-  return children_of(pid_);
-}
-
-bool ServerProcess::wait_for_children(std::size_t count, Duration timeout,
-                                      const std::vector<pid_t>& exclude) const {
-  const auto deadline = Clock::now() + timeout;
-  do {
-    const auto kids = children();
-    bool fresh = kids.size() == count;
-    for (const pid_t k : kids) {
-      for (const pid_t e : exclude) fresh = fresh && k != e;
-    }
-    if (fresh) return true;
-    std::this_thread::sleep_for(5ms);
-  } while (Clock::now() < deadline);
-  return false;
-}
-
-std::size_t ServerProcess::open_fd_count() const {
-  std::size_t n = 0;
-  for (const auto& entry :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd")) {
-    (void)entry;
-    ++n;
-  }
-  return n;
-}
-
 std::vector<std::string> ServerProcess::unexpected_errors(
     const std::vector<std::string>& allowed) const {
   std::vector<std::string> out;
@@ -226,41 +113,7 @@ std::vector<std::string> ServerProcess::unexpected_errors(
   return out;
 }
 
-int exit_code(std::optional<int> status) {
-  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-}
-
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> out;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return out;
-  while (const dirent* entry = ::readdir(proc)) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-    if (pid <= 0) continue;
-    const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
-    const auto close = content.rfind(')');
-    if (close == std::string::npos || content.size() < close + 3) continue;
-    std::istringstream rest(content.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent && state != 'Z') out.push_back(pid);
-  }
-  ::closedir(proc);
-  return out;
-}
-
 namespace {
-
-char process_state(pid_t pid, pid_t* ppid) {
-  const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = content.rfind(')');
-  if (close == std::string::npos || content.size() < close + 3) return 0;
-  std::istringstream rest(content.substr(close + 2));
-  char state = 0;
-  rest >> state >> *ppid;
-  return state;
-}
 
 std::uint16_t peer_port(int fd) {
   sockaddr_in addr{};
@@ -278,29 +131,23 @@ std::uint16_t local_port(int fd) {
 
 }  // namespace
 
-std::size_t zombies_of(pid_t parent) {
-  std::size_t n = 0;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return n;
-  while (const dirent* entry = ::readdir(proc)) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-    pid_t ppid = 0;
-    if (pid > 0 && process_state(pid, &ppid) == 'Z' && ppid == parent) ++n;
-  }
-  ::closedir(proc);
-  return n;
-}
+namespace {
 
-pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd) {
-  // /proc/net/tcp: "sl local_address rem_address st ... inode"; ports in hex. The server side
-  // of our connection is the established row from the server's port to our local port (the
-  // local port alone is not unique: the kernel reuses it towards other destinations).
+// The server side of the loopback TCP connection whose client end is `client_fd`, from
+// /proc/net/tcp: "sl local_address rem_address st tx_queue:rx_queue ... inode" (ports and
+// queues in hex). It is the established row from the server's port to our local port (the
+// local port alone is not unique: the kernel reuses it towards other destinations).
+struct ServerSide {
+  std::string inode;
+  unsigned long unread = 0;  // bytes received but not read by the server yet (rx_queue)
+};
+
+std::optional<ServerSide> server_side(int client_fd) {
   const std::uint16_t client_port = local_port(client_fd);
   const std::uint16_t server_port = peer_port(client_fd);
   std::ifstream table("/proc/net/tcp");
   std::string line;
   std::getline(table, line);
-  std::string inode;
   while (std::getline(table, line)) {
     std::istringstream row(line);
     std::string sl, local, remote, st, queues, tr, retr, uid, timeout, ino;
@@ -309,8 +156,18 @@ pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd) {
         static_cast<std::uint16_t>(std::stoul(remote.substr(remote.find(':') + 1), nullptr, 16));
     const auto lport =
         static_cast<std::uint16_t>(std::stoul(local.substr(local.find(':') + 1), nullptr, 16));
-    if (rport == client_port && lport == server_port && st == "01") inode = ino;  // ESTABLISHED
+    if (rport == client_port && lport == server_port && st == "01") {  // ESTABLISHED
+      return ServerSide{ino, std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16)};
+    }
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd) {
+  const auto side = server_side(client_fd);
+  const std::string inode = side ? side->inode : std::string();
   if (inode.empty()) return 0;
   const std::string target = "socket:[" + inode + "]";
   for (const pid_t pid : pids) {
@@ -322,30 +179,6 @@ pid_t connection_owner(const std::vector<pid_t>& pids, int client_fd) {
     }
   }
   return 0;
-}
-
-int reap_zombies() {
-  int n = 0;
-  int status = 0;
-  while (::waitpid(-1, &status, WNOHANG) > 0) ++n;
-  return n;
-}
-
-bool process_alive(pid_t pid) {
-  const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = content.rfind(')');
-  return close != std::string::npos && content.size() > close + 2 && content[close + 2] != 'Z';
-}
-
-bool wait_gone(pid_t pid, Duration timeout) {
-  const auto deadline = Clock::now() + timeout;
-  do {
-    int status = 0;
-    ::waitpid(pid, &status, WNOHANG);  // ours (subreaper) or not: harmless either way
-    if (!process_alive(pid)) return true;
-    std::this_thread::sleep_for(5ms);
-  } while (Clock::now() < deadline);
-  return false;
 }
 
 std::string Response::header(const std::string& name) const {
@@ -414,6 +247,25 @@ bool Client::fill(Duration timeout) {
   if (n <= 0) return false;
   buffer_.append(buf, static_cast<std::size_t>(n));
   return true;
+}
+
+bool Client::wait_server_read(Duration timeout) const {
+  return testing::wait_server_read(fd_.get(), timeout);
+}
+
+bool wait_server_read(int client_fd, Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    // Everything we sent was acknowledged (it reached the server's socket), and nothing of it
+    // waits there unread.
+    int unacknowledged = 0;
+    const bool delivered =
+        ::ioctl(client_fd, SIOCOUTQ, &unacknowledged) == 0 && unacknowledged == 0;
+    const auto side = server_side(client_fd);
+    if (delivered && side && side->unread == 0) return true;
+    std::this_thread::sleep_for(2ms);
+  } while (Clock::now() < deadline);
+  return false;
 }
 
 Response Client::read_response(bool head_request, Duration timeout) {
