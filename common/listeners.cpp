@@ -216,6 +216,7 @@ constexpr const char* kUpgradeSpecs = "PREFORK_HTTPD_LISTENERS";
 void pass_listeners_across_exec(const std::vector<Listener>& listeners) {
   // First out of the way (above every target), then into place: no dup2 overwrites a source.
   std::vector<int> moved;
+  moved.reserve(listeners.size());
   const int above = kFirstPassedFd + static_cast<int>(listeners.size());
   for (const auto& l : listeners) moved.push_back(::fcntl(l.fd.get(), F_DUPFD_CLOEXEC, above));
   std::string specs;
