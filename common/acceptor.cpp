@@ -66,8 +66,8 @@ void Acceptor::shed_one(int listener_fd) {
 void Acceptor::pause(int err, Millis now) {
   paused_until_ = now + kPause;
   if (log_.allow(now)) {
-    spdlog::error("accept4: {}; pausing accepts for {} ms ({} more suppressed)", errno_text(err),
-                  kPause, log_.suppressed());
+    spdlog::warn("accept4: {}; pausing accepts for {} ms ({} more suppressed)", errno_text(err),
+                 kPause, log_.suppressed());
   }
 }
 

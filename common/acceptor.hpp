@@ -1,6 +1,6 @@
 // Accepting connections, for both processes that do it: the prefork worker's event loop and the
-// per-connection master. One accept4, one triage of its errors, the spare descriptor that lets a
-// client be shed when we are out of descriptors, and one rate-limited log line for all of it.
+// per-connection master. One accept call, one triage of its errors, the spare descriptor that lets
+// a client be shed when we are out of descriptors, and one rate-limited log line for all of it.
 #pragma once
 
 #include <sys/socket.h>
@@ -34,7 +34,7 @@ class Acceptor {
 
   Acceptor();
 
-  // One accept4() on `listener_fd` (non-blocking, close-on-exec client).
+  // Takes one client from `listener_fd` (non-blocking, close-on-exec).
   AcceptResult accept(int listener_fd, Millis now, Accepted& out);
 
   [[nodiscard]] bool paused(Millis now) const { return now < paused_until_; }

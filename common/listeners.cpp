@@ -272,6 +272,31 @@ std::string canonical_listen_address(const std::string& spec) {
   return format_address(reinterpret_cast<const sockaddr*>(&addr.storage), addr.length);
 }
 
+std::string format_ip(const sockaddr* addr) {
+  char text[INET6_ADDRSTRLEN] = {};
+  switch (addr->sa_family) {
+    case AF_INET: {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(addr);
+      if (::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr) return text;
+      break;
+    }
+    case AF_INET6: {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
+      if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+        if (::inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], text, sizeof text) != nullptr) {
+          return text;
+        }
+      } else if (::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text) != nullptr) {
+        return text;
+      }
+      break;
+    }
+    case AF_UNIX: return "unix";
+    default: break;
+  }
+  return "-";
+}
+
 std::string format_address(const sockaddr* addr, socklen_t len) {
   char text[INET6_ADDRSTRLEN] = {};
   if (addr->sa_family == AF_INET && len >= sizeof(sockaddr_in)) {

@@ -79,6 +79,10 @@ void validate_listen_spec(const std::string& spec);
 // validate_listen_spec.
 std::string canonical_listen_address(const std::string& spec);
 
+// A client's address without the port: "192.0.2.1", "2001:db8::1" (IPv4-mapped IPv6 shown as
+// IPv4, so one client is one key however it reached a dual-stack socket), "unix" or "-".
+std::string format_ip(const sockaddr* addr);
+
 // "1.2.3.4:80" / "[::1]:80" for any socket address.
 std::string format_address(const sockaddr* addr, socklen_t len);
 

@@ -17,11 +17,6 @@ namespace {
 
 constexpr Millis kMaxForkBackoff = 2'000;
 
-std::string peer_ip(const common::Accepted& client) {
-  std::string text = common::format_address(client.peer_address(), client.peer_length);
-  return text.substr(0, text.rfind(':'));
-}
-
 }  // namespace
 
 ConnectionForker::ConnectionForker(Context context) : context_(std::move(context)) {}
@@ -35,7 +30,7 @@ void ConnectionForker::accept_from(const std::vector<int>& readable, unsigned ge
       const auto result = acceptor_.accept(fd, now, client);
       if (result == common::AcceptResult::kClientGone) continue;
       if (result != common::AcceptResult::kAccepted) break;
-      std::string ip = peer_ip(client);
+      std::string ip = common::format_ip(client.peer_address());
       // Closing is the answer: the master never speaks HTTP itself.
       if (ip_at_cap(ip)) continue;
       fork_child({std::move(client.fd), std::move(ip), proxy_protocol_of(fd)}, generation, now);

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/listeners.hpp"
 #include "common/log.hpp"
 #include "common/sys_error.hpp"
 #include "worker/request_parser.hpp"
@@ -60,36 +61,11 @@ void append_json_field(std::string& out, std::string_view name, std::string_view
 
 }  // namespace
 
-std::string format_address(const sockaddr* addr) {
-  char text[INET6_ADDRSTRLEN] = {};
-  switch (addr->sa_family) {
-    case AF_INET: {
-      const auto* in = reinterpret_cast<const sockaddr_in*>(addr);
-      if (::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr) return text;
-      break;
-    }
-    case AF_INET6: {
-      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
-      if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-        if (::inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], text, sizeof text) != nullptr) {
-          return text;
-        }
-      } else if (::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text) != nullptr) {
-        return text;
-      }
-      break;
-    }
-    case AF_UNIX: return "unix";
-    default: break;
-  }
-  return "-";
-}
-
 std::string peer_address_text(int fd) {
   sockaddr_storage storage{};
   socklen_t length = sizeof storage;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return "-";
-  return format_address(reinterpret_cast<const sockaddr*>(&storage));
+  return common::format_ip(reinterpret_cast<const sockaddr*>(&storage));
 }
 
 AccessLog::AccessLog(std::string target, AccessLogFormat format, unsigned slot, pid_t pid)

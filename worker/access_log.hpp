@@ -19,9 +19,7 @@ namespace prefork::worker {
 
 class RequestParser;
 
-// "192.0.2.1", "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4), "unix" or "-".
-std::string format_address(const sockaddr* addr);
-// The peer of a connected socket, formatted as above.
+// The peer of a connected socket, formatted by common::format_ip.
 std::string peer_address_text(int fd);
 
 enum class AccessLogFormat : std::uint8_t { kCombined, kJson };

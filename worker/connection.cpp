@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <optional>
 
+#include "common/listeners.hpp"
 #include "common/log.hpp"
 #include "worker/access_log.hpp"
 #include "worker/forwarded.hpp"
@@ -46,7 +47,7 @@ Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr
     parser_.set_handler(this, shared_.access_log != nullptr);
   }
   if (shared_.access_log != nullptr) {
-    client_address_ = std::make_unique<std::string>(peer != nullptr ? format_address(peer)
+    client_address_ = std::make_unique<std::string>(peer != nullptr ? common::format_ip(peer)
                                                                     : peer_address_text(fd_.get()));
   }
   if (proxy_protocol) {
@@ -192,7 +193,7 @@ bool Connection::feed_proxy_header(const char*& data, std::size_t& length) {
   }
   if (status == ProxyHeaderParser::Status::kNeedMore) return true;
   if (proxy_->has_source()) {
-    if (client_address_) *client_address_ = format_address(proxy_->source());
+    if (client_address_) *client_address_ = common::format_ip(proxy_->source());
   } else {
     proxy_.reset();  // LOCAL or UNKNOWN: the TCP peer is the client
   }
@@ -304,7 +305,7 @@ void Connection::on_response(const RequestParser& parser, int status, std::uint6
       client = client_from_forwarded(parser.forwarded(), *shared_.trusted_proxies);
     }
     if (client) {
-      const std::string text = format_address(reinterpret_cast<const sockaddr*>(&*client));
+      const std::string text = common::format_ip(reinterpret_cast<const sockaddr*>(&*client));
       shared_.access_log->log(text, parser, status, body_bytes);
       return;
     }

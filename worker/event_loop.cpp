@@ -16,13 +16,7 @@ namespace prefork::worker {
 namespace {
 
 constexpr common::Millis kHeartbeatMs = 1000;  // the master watches the heartbeat
-constexpr common::Millis kAcceptPauseMs = 100;
-constexpr common::Millis kAcceptLogIntervalMs = 10'000;
 constexpr int kAcceptsPerWake = 64;
-
-sigset_t worker_signals() {
-  return common::make_sigset({SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP});
-}
 
 void epoll_add(int epoll_fd, int fd, std::uint32_t events, EpollSource* source) {
   epoll_event event{};
@@ -39,7 +33,7 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
       client_proxy_protocol_(ctx.client_proxy_protocol),
       slot_(ctx.slot),
       accept_(accept),
-      blocked_(worker_signals()),
+      blocked_(common::child_signals()),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       shared_(ctx.config, ctx.slot) {
   if (!epoll_) throw common::SysError("epoll_create1");
@@ -58,10 +52,10 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
     shared_.observability = observability_.get();
   }
   common::ignore_sigpipe();
-  signal_fd_ = common::open_signalfd(worker_signals());
+  signal_fd_ = common::open_signalfd(common::child_signals());
   epoll_add(epoll_.get(), signal_fd_.get(), EPOLLIN, &signal_source_);
   if (!accept_) return;
-  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  acceptor_.emplace();
   for (const common::Listener& listener : ctx.listeners) {
     listeners_.push_back(
         std::make_unique<ListenerEntry>(listener.fd.get(), listener.proxy_protocol));
@@ -167,55 +161,16 @@ void EventLoop::accept_from(ListenerEntry& listener) {
       set_accepting(false);
       return;
     }
-    sockaddr_storage peer{};
-    socklen_t peer_length = sizeof peer;
-    const int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &peer_length,
-                             SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      add_connection(common::UniqueFd(fd), reinterpret_cast<const sockaddr*>(&peer),
-                     listener.proxy_protocol);
-    } else if (!accept_error(errno, listener)) {
-      return;
+    common::Accepted client;
+    switch (acceptor_->accept(listener.fd, shared_.now, client)) {
+      case common::AcceptResult::kAccepted:
+        add_connection(std::move(client.fd), client.peer_address(), listener.proxy_protocol);
+        break;
+      case common::AcceptResult::kClientGone: break;  // the next one may be fine
+      case common::AcceptResult::kEmpty: return;
+      case common::AcceptResult::kPaused: set_accepting(false); return;
     }
   }
-}
-
-// Returns whether to keep accepting in this wake-up.
-bool EventLoop::accept_error(int err, ListenerEntry& listener) {
-  switch (err) {
-    case EAGAIN: return false;
-    case EINTR:
-    case ECONNABORTED:
-    case EPROTO:
-    case EPERM:
-    case ENETDOWN:
-    case ENOPROTOOPT:
-    case EHOSTDOWN:
-    case ENONET:
-    case EHOSTUNREACH:
-    case EOPNOTSUPP:
-    case ENETUNREACH: return true;  // that client is gone; the next one may be fine
-    case EMFILE:
-    case ENFILE: shed_one(listener); break;
-    default:  // ENOBUFS, ENOMEM, anything unexpected
-      break;
-  }
-  if (shared_.now - last_accept_log_ >= kAcceptLogIntervalMs) {
-    last_accept_log_ = shared_.now;
-    spdlog::warn("accept4: {}; pausing accepts for {} ms", common::errno_text(err), kAcceptPauseMs);
-  }
-  accept_paused_until_ = shared_.now + kAcceptPauseMs;
-  set_accepting(false);
-  return false;
-}
-
-// Out of descriptors: free the spare one to accept and close the waiting client, so it gets
-// an answer (a reset) instead of hanging, then take the spare back.
-void EventLoop::shed_one(ListenerEntry& listener) {
-  spare_fd_.reset();
-  common::UniqueFd shed(::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC));
-  shed.reset();
-  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
 
 void EventLoop::set_accepting(bool on) {
@@ -240,7 +195,7 @@ void EventLoop::set_accepting(bool on) {
 void EventLoop::update_accepting() {
   if (!accept_ || shared_.draining) return;
   const bool want =
-      connections_.size() < config_.max_connections && shared_.now >= accept_paused_until_;
+      connections_.size() < config_.max_connections && !acceptor_->paused(shared_.now);
   set_accepting(want);
 }
 
@@ -340,8 +295,8 @@ int EventLoop::next_timeout() const {
   for (const TimerList* list : shared_.timer_lists()) {
     if (const auto next = list->next_deadline()) deadline = std::min(deadline, *next);
   }
-  if (accept_ && !shared_.draining && accept_paused_until_ > now) {
-    deadline = std::min(deadline, accept_paused_until_);
+  if (acceptor_ && !shared_.draining && acceptor_->paused(now)) {
+    deadline = std::min(deadline, acceptor_->paused_until());
   }
   return static_cast<int>(std::max<common::Millis>(0, deadline - now));
 }

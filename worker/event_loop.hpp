@@ -7,8 +7,10 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "common/acceptor.hpp"
 #include "common/child_context.hpp"
 #include "common/signals.hpp"
 #include "common/unique_fd.hpp"
@@ -48,8 +50,6 @@ class EventLoop {
   void read_signals();
   void start_drain();
   void accept_from(ListenerEntry& listener);
-  bool accept_error(int err, ListenerEntry& listener);
-  void shed_one(ListenerEntry& listener);
   void set_accepting(bool on);
   void update_accepting();
   void add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol);
@@ -71,7 +71,7 @@ class EventLoop {
   common::UniqueFd epoll_;
   common::UniqueFd signal_fd_;
   EpollSource signal_source_{EpollSource::Kind::kSignal};
-  common::UniqueFd spare_fd_;  // given up for a moment on EMFILE to shed one waiting client
+  std::optional<common::Acceptor> acceptor_;  // a worker that accepts (not a connection child)
   std::vector<std::unique_ptr<ListenerEntry>> listeners_;
   WorkerShared shared_;
   std::unique_ptr<AccessLog> access_log_;  // null: off
@@ -80,8 +80,6 @@ class EventLoop {
   std::vector<std::unique_ptr<Connection>> closed_;  // freed at the end of the pass
   std::vector<Connection*> ready_;
   std::array<epoll_event, kMaxEvents> events_{};
-  common::Millis accept_paused_until_ = 0;  // after EMFILE/ENOBUFS
-  common::Millis last_accept_log_ = -1'000'000;
   bool stopping_ = false;
   common::WorkerState published_state_ = common::WorkerState::kStarting;
   std::size_t published_connections_ = 0;

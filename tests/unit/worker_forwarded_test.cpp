@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/listeners.hpp"
 #include "worker/access_log.hpp"
 #include "worker/forwarded.hpp"
 #include "worker/request_parser.hpp"
@@ -21,7 +22,7 @@ std::vector<common::Cidr> cidrs(const std::vector<std::string>& texts) {
 }
 
 std::string text_of(const std::optional<sockaddr_storage>& address) {
-  return address ? format_address(reinterpret_cast<const sockaddr*>(&*address)) : "(none)";
+  return address ? common::format_ip(reinterpret_cast<const sockaddr*>(&*address)) : "(none)";
 }
 
 struct Case {

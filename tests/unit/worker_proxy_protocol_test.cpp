@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/listeners.hpp"
 #include "worker/access_log.hpp"
 #include "worker/proxy_protocol.hpp"
 
@@ -69,7 +70,7 @@ Outcome parse(const std::string& input, std::size_t first = 0) {
   out.consumed = offset;
   out.version = parser.version();
   if (out.status == Status::kDone && parser.has_source()) {
-    out.source = format_address(parser.source());
+    out.source = common::format_ip(parser.source());
     const sockaddr* s = parser.source();
     out.port = ntohs(s->sa_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(s)->sin_port
                                              : reinterpret_cast<const sockaddr_in6*>(s)->sin6_port);
