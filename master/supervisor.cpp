@@ -215,6 +215,8 @@ void Supervisor::reload() {
     ready_notified_ = false;
     spdlog::info("starting generation {} with {} workers", gen, config_.worker_count());
   } else {
+    // Per-connection mode has no generation to start: say when the new configuration is in force.
+    spdlog::info("configuration reloaded: accepting, up to {} children", config_.max_children);
     notify("READY=1\nSTATUS=reloaded");
   }
 }
