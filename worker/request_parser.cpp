@@ -156,6 +156,7 @@ void RequestParser::feed(std::string_view input, std::string& out) {
     const bool scanning = scanning_;
     const bool in_body = phase_ == Phase::kBody;
     segment_end_ = end;
+    method_span_end_ = nullptr;
     const llhttp_errno_t err = llhttp_execute(&http_, p, static_cast<std::size_t>(end - p));
     if (err != HPE_OK && err != HPE_PAUSED) {
       // Bytes llhttp took before the error are checked first: a bad line ending is a 400
@@ -289,9 +290,12 @@ RequestParser::Recovery RequestParser::recover(llhttp_errno_t err, const char*& 
   }
   if (err == HPE_INVALID_METHOD && phase_ == Phase::kHead) {
     // What llhttp took of this input before giving up is the start of the method (CR and LF
-    // before a request are not tchars); an earlier input's part came through on_method.
+    // before a request are not tchars), less what on_method reported already: llhttp reports
+    // a method it matched whole ("GET" of "GETX") before it sees the byte that breaks it, and
+    // an earlier input's part of the method came through on_method too.
+    const char* const floor = method_span_end_ != nullptr ? method_span_end_ : begin;
     const char* method = at;
-    while (method > begin && is_tchar(method[-1])) --method;
+    while (method > floor && is_tchar(method[-1])) --method;
     method_bytes_ = static_cast<std::uint32_t>(line_bytes_ + static_cast<std::size_t>(at - method));
     line_bytes_ = method_bytes_;
     if (log_requests_) {
@@ -342,8 +346,7 @@ RequestParser::Recovery RequestParser::skip_unknown_method(const char*& p, const
     return Recovery::kFailed;
   }
   ++p;
-  ++line_bytes_;
-  ++head_bytes_;
+  ++head_bytes_;  // the SP is in kRequestLineOverhead, as for a method llhttp knows
   if (log_requests_) {
     append_bounded(scratch_->request_line, " ", 1, kMaxLoggedLine);
     line_part_ = 1;
@@ -502,6 +505,7 @@ int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length)
   RequestParser& parser = self(http);
   if (parser.replaying_) return HPE_OK;
   parser.line_bytes_ += length;
+  parser.method_span_end_ = at + length;
   if (parser.log_requests_) {
     append_bounded(parser.scratch_->request_line, at, length, kMaxLoggedLine);
   }

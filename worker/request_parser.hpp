@@ -219,6 +219,7 @@ class RequestParser {
 
   // Where llhttp stands inside feed().
   const char* segment_end_ = nullptr;
+  const char* method_span_end_ = nullptr;  // end of what on_method reported from this input
   ErrorStatus rejected_ = ErrorStatus::k400;
   bool has_rejected_ = false;
   bool message_done_ = false;

@@ -180,6 +180,12 @@ TEST(AccessCapture, RequestLineRefererAndUserAgentOfEveryResponse) {
   EXPECT_EQ(r.logged[2], "GET / HTTP/1.1|400|12||");
 }
 
+TEST(AccessCapture, AnUnknownMethodIsLoggedOnceEvenWhenItStartsWithAKnownOne) {
+  const Fed r = run_split(request("GETX", "/a"), endpoint_limits());
+  ASSERT_EQ(r.logged.size(), 1U);
+  EXPECT_EQ(r.logged[0], "GETX /a HTTP/1.1|501|16||");
+}
+
 TEST(AccessCapture, CapturedFieldsAreBounded) {
   Limits limits = endpoint_limits();
   limits.max_header_bytes = 8192;

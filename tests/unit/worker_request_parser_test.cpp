@@ -505,6 +505,23 @@ TEST(WorkerRequestParser, RequestLineLimitCountsMethodTargetAndVersion) {
             error(414));
 }
 
+TEST(WorkerRequestParser, UnknownMethodStartingWithAKnownOneCountsEachByteOnce) {
+  // llhttp reports "GET" of "GETX" before it sees the X; those bytes count once, wherever the
+  // reads end (a fuzzer-found 414 for a 13-byte line that had counted "GET" twice).
+  Limits limits = test_limits();
+  const std::string target = "/" + std::string(64 - 15, 't');
+  const std::string fits = "GETX " + target + " HTTP/1.1\r\nHost: a\r\n\r\n";
+  const std::string too_long = "GETX " + target + "t HTTP/1.1\r\nHost: a\r\n\r\n";
+  for (std::size_t cut = 0; cut < fits.size(); ++cut) {
+    const std::string_view in(fits);
+    EXPECT_EQ(feed_pieces({in.substr(0, cut), in.substr(cut)}, limits).output, error(501))
+        << "cut at " << cut;
+    const std::string_view in_long(too_long);
+    EXPECT_EQ(feed_pieces({in_long.substr(0, cut), in_long.substr(cut)}, limits).output, error(414))
+        << "cut at " << cut;
+  }
+}
+
 TEST(WorkerRequestParser, HostLongerThanAnyValidHostIs400) {
   Limits limits = test_limits();
   limits.max_header_bytes = 4096;
