@@ -220,6 +220,28 @@ unsigned file_mode(const toml::node& node, std::string_view key) {
   fail(node, key, "octal permissions as a string, e.g. \"0660\"");
 }
 
+// A header field name (RFC 9110 §5.1: a token), or "" (off).
+std::string header_name(const toml::node& node, std::string_view key) {
+  std::string name = any_string(node, key);
+  const bool token = std::all_of(name.begin(), name.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) != 0 ||
+           std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+  });
+  if (!token) fail(node, key, "\"\" (off) or a header name such as \"X-Served-By\"");
+  return name;
+}
+
+// A header field value: visible ASCII, spaces and tabs inside (RFC 9110 §5.5), no CR or LF.
+std::string header_value(const toml::node& node, std::string_view key) {
+  std::string value = nonempty_string(node, key);
+  const bool valid = std::all_of(value.begin(), value.end(),
+                                 [](char ch) { return (ch >= 0x20 && ch < 0x7f) || ch == '\t'; });
+  if (!valid || value.front() == ' ' || value.back() == ' ') {
+    fail(node, key, "a header value (visible ASCII, no leading or trailing space)");
+  }
+  return value;
+}
+
 using Setter = std::function<void(const toml::node&, std::string_view, Config&)>;
 
 const std::vector<std::pair<std::string_view, Setter>>& setters() {
@@ -297,6 +319,18 @@ const std::vector<std::pair<std::string_view, Setter>>& setters() {
       {"status_path", [](auto& n, auto k, Config& c) { c.status_path = url_path(n, k); }},
       {"metrics_path", [](auto& n, auto k, Config& c) { c.metrics_path = url_path(n, k); }},
       {"status_allow", [](auto& n, auto k, Config& c) { c.status_allow = cidr_list(n, k); }},
+      {"body", [](auto& n, auto k, Config& c) { c.body = any_string(n, k); }},
+      {"content_type",
+       [](auto& n, auto k, Config& c) { c.content_type = header_value(n, k); }},
+      {"status", [](auto& n, auto k, Config& c) { c.status = count_in(n, k, 200, 599); }},
+      {"identity_header",
+       [](auto& n, auto k, Config& c) { c.identity_header = header_name(n, k); }},
+      {"switches",
+       [](auto& n, auto k, Config& c) {
+         if (!n.is_boolean()) fail(n, k, "true or false");
+         c.switches = n.as_boolean()->get();
+       }},
+      {"max_delay", [](auto& n, auto k, Config& c) { c.max_delay = seconds_or_zero(n, k); }},
       {"user", [](auto& n, auto k, Config& c) { c.user = nonempty_string(n, k); }},
       {"group", [](auto& n, auto k, Config& c) { c.group = any_string(n, k); }},
       {"pidfile", [](auto& n, auto k, Config& c) { c.pidfile = any_string(n, k); }},

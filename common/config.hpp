@@ -72,6 +72,16 @@ struct Config {
   // Peers whose X-Forwarded-For / Forwarded headers name the client in the access log.
   std::vector<Cidr> trusted_proxies;
 
+  // What every GET/HEAD on a path that is no internal endpoint answers (prebuilt per worker).
+  std::string body = "Hello, World!";
+  std::string content_type = "text/plain; charset=utf-8";
+  unsigned status = 200;  // 200-599; 204 and 304 carry no body
+  // A header naming who answered (host, master pid, slot, pid, generation); "" = off.
+  std::string identity_header;
+  // Test switches in the query (?status=NNN, ?delay=SECONDS, ?echo); off by default.
+  bool switches = false;
+  Millis max_delay = 10'000;  // the cap of ?delay
+
   // Privileges: when started as root, children run as this user ("root" is an explicit,
   // logged opt-in) and group ("" = the user's primary group).
   std::string user = "nobody";

@@ -215,8 +215,11 @@ void Supervisor::reload() {
     ready_notified_ = false;
     spdlog::info("starting generation {} with {} workers", gen, config_.worker_count());
   } else {
-    // Per-connection mode has no generation to start: say when the new configuration is in force.
-    spdlog::info("configuration reloaded: accepting, up to {} children", config_.max_children);
+    // Per-connection mode has no workers to start: new children carry the next generation, and
+    // the log says when the new configuration is in force.
+    const unsigned gen = pool_.advance_generation();
+    spdlog::info("configuration reloaded (generation {}): accepting, up to {} children", gen,
+                 config_.max_children);
     notify("READY=1\nSTATUS=reloaded");
   }
 }

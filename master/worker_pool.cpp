@@ -39,6 +39,12 @@ unsigned WorkerPool::start_generation(Millis now) {
   return generation;
 }
 
+unsigned WorkerPool::advance_generation() {
+  const unsigned generation = table_.begin_generation();
+  context_.scoreboard.header().generation.store(generation);
+  return generation;
+}
+
 void WorkerPool::maintain(Millis now) {
   spawn_due_workers(now);
   if (now - last_check_ >= kCheckInterval) {

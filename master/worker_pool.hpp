@@ -39,6 +39,9 @@ class WorkerPool {
   void start(Millis now);
   // A reload: a new generation starts; the old one drains once the new one serves.
   unsigned start_generation(Millis now);
+  // A reload in per-connection mode: children forked from now on carry the next generation
+  // (there are no workers to start).
+  unsigned advance_generation();
   // Spawns what is due; once per interval checks for hung workers and recycling; retires the
   // old generation when the new one serves.
   void maintain(Millis now);

@@ -34,6 +34,16 @@ void append_combined_escaped(std::string& out, std::string_view text) {
   }
 }
 
+void append_json_field(std::string& out, std::string_view name, std::string_view value) {
+  out.push_back('"');
+  out.append(name);
+  out.append("\":\"");
+  append_json_escaped(out, value);
+  out.push_back('"');
+}
+
+}  // namespace
+
 // JSON string contents; bytes >= 0x80 are escaped as \u00XX so every line is valid UTF-8 JSON
 // whatever the client sent.
 void append_json_escaped(std::string& out, std::string_view text) {
@@ -50,16 +60,6 @@ void append_json_escaped(std::string& out, std::string_view text) {
     }
   }
 }
-
-void append_json_field(std::string& out, std::string_view name, std::string_view value) {
-  out.push_back('"');
-  out.append(name);
-  out.append("\":\"");
-  append_json_escaped(out, value);
-  out.push_back('"');
-}
-
-}  // namespace
 
 std::string peer_address_text(int fd) {
   sockaddr_storage storage{};

@@ -17,6 +17,10 @@
 
 namespace prefork::worker {
 
+// JSON string contents; bytes >= 0x80 are escaped as \u00XX so the result is valid UTF-8 JSON
+// whatever the client sent.
+void append_json_escaped(std::string& out, std::string_view text);
+
 class RequestParser;
 
 // The peer of a connected socket, formatted by common::format_ip.

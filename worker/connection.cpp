@@ -10,11 +10,19 @@
 #include "common/listeners.hpp"
 #include "common/log.hpp"
 #include "worker/access_log.hpp"
+#include "worker/backend.hpp"
 #include "worker/forwarded.hpp"
 #include "worker/observability.hpp"
 
 namespace prefork::worker {
 namespace {
+
+bool equals_lower(std::string_view name, std::string_view lower) {
+  return name.size() == lower.size() &&
+         std::equal(name.begin(), name.end(), lower.begin(), [](char a, char b) {
+           return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) == b;
+         });
+}
 
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
 constexpr int kBatchesPerPass = 4;   // then other connections get their turn
@@ -24,26 +32,30 @@ constexpr std::size_t kMaxBatchCapacity = std::size_t{256} * 1024;
 
 }  // namespace
 
-WorkerShared::WorkerShared(const common::Config& config, common::ScoreboardSlot* scoreboard_slot)
-    : limits(Limits::from(config)),
-      responses(static_cast<std::time_t>(common::wall_ms() / 1000)),
-      header_timers(config.header_timeout),
-      body_timers(config.body_timeout),
-      keepalive_timers(config.keepalive_timeout),
-      send_timers(config.send_timeout),
-      linger_timers(config.lingering_timeout),
-      drain_timers(std::min(config.drain_idle_grace, config.graceful_timeout)),
-      lingering_time(config.lingering_time),
-      body_min_rate(config.body_min_rate),
-      slot(scoreboard_slot) {}
+WorkerShared::WorkerShared(const common::ChildContext& ctx)
+    : config(ctx.config),
+      limits(Limits::from(ctx.config)),
+      router(limits),
+      responses(static_cast<std::time_t>(common::wall_ms() / 1000),
+                ResponseSettings::from(ctx.config, identity_of(ctx))),
+      header_timers(ctx.config.header_timeout),
+      body_timers(ctx.config.body_timeout),
+      keepalive_timers(ctx.config.keepalive_timeout),
+      send_timers(ctx.config.send_timeout),
+      linger_timers(ctx.config.lingering_timeout),
+      drain_timers(std::min(ctx.config.drain_idle_grace, ctx.config.graceful_timeout)),
+      lingering_time(ctx.config.lingering_time),
+      body_min_rate(ctx.config.body_min_rate),
+      slot(ctx.slot) {}
 
 Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
                        bool proxy_protocol)
     : EpollSource(Kind::kConnection),
       fd_(std::move(fd)),
       shared_(shared),
-      parser_(shared.limits, shared.responses) {
-  if (shared_.observability != nullptr || shared_.access_log != nullptr) {
+      parser_(shared.limits, shared.responses, &shared.router) {
+  if (shared_.observability != nullptr || shared_.access_log != nullptr ||
+      shared_.limits.switches) {
     parser_.set_handler(this, shared_.access_log != nullptr);
   }
   if (shared_.access_log != nullptr) {
@@ -67,6 +79,7 @@ void Connection::close() noexcept {
   shared_.batch.clear();  // only ever this connection's: every other one flushed its own
   read_timer_.cancel();
   send_timer_.cancel();
+  delay_timer_.cancel();
   if (busy_) --shared_.busy;
   busy_ = false;
   fd_.reset();
@@ -84,6 +97,7 @@ bool Connection::resume() {
 }
 
 bool Connection::on_timer(const TimerList& list) {
+  if (&list == &shared_.delay_timers) return release_delayed();
   if (lingering_) return false;  // the lingering close is over
   if (&list == &shared_.drain_timers) {
     // Draining, and no request came within the grace: close, still lingering a moment in
@@ -105,6 +119,16 @@ bool Connection::on_timer(const TimerList& list) {
   return false;  // keep-alive, send and discard timeouts: drop the connection
 }
 
+bool Connection::release_delayed() {
+  const std::uint64_t before = parser_.responses();
+  parser_.release(shared_.batch);
+  if (shared_.slot != nullptr && parser_.responses() != before) {
+    shared_.slot->requests.fetch_add(parser_.responses() - before, std::memory_order_relaxed);
+  }
+  input_pending_ = true;  // reading stopped during the delay: look again
+  return service();
+}
+
 bool Connection::on_drain() {
   parser_.drain();
   input_pending_ = true;  // look once more: a request may be waiting in the socket
@@ -112,7 +136,9 @@ bool Connection::on_drain() {
 }
 
 bool Connection::can_read() const noexcept {
-  return input_pending_ && !peer_closed_ && !parser_.closing() && backlog() <= kMaxBacklog;
+  // A delayed request holds what follows it in the socket, where the kernel keeps it.
+  return input_pending_ && !peer_closed_ && !parser_.closing() &&
+         parser_.phase() != Phase::kDelayed && backlog() <= kMaxBacklog;
 }
 
 // Alternates flushing and reading until the socket has nothing more for us, the client has to
@@ -294,6 +320,51 @@ EndpointReply Connection::respond(const EndpointRequest& request, std::string& o
   return shared_.observability->respond(request, fd_.get(), proxied_source(), out);
 }
 
+EndpointReply Connection::respond_backend(const BackendRequest& request, const Responses& responses,
+                                          std::string& out) {
+  ConnectionFacts facts;
+  if (request.switches.echo) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const auto* address = reinterpret_cast<const sockaddr*>(&peer);
+    if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0) {
+      facts.peer = common::format_address(address, length);
+    } else {
+      address = nullptr;
+    }
+    facts.client = echo_client(address);
+  }
+  return answer_backend(request, responses, facts, out);
+}
+
+// As the access log decides it (on_response), from the headers the echo captured.
+std::string Connection::echo_client(const sockaddr* peer) const {
+  const sockaddr* client = proxied_source() != nullptr ? proxied_source() : peer;
+  if (client == nullptr) return "-";
+  const std::vector<common::Cidr>& trusted = shared_.config.trusted_proxies;
+  if (!trusted.empty() && common::any_contains(trusted, client)) {
+    std::string x_forwarded_for;
+    std::string forwarded;
+    const std::vector<std::string>& headers = parser_.echo_headers();
+    for (std::size_t i = 0; i + 1 < headers.size(); i += 2) {
+      std::string* list = equals_lower(headers[i], "x-forwarded-for") ? &x_forwarded_for
+                          : equals_lower(headers[i], "forwarded")     ? &forwarded
+                                                                      : nullptr;
+      if (list == nullptr) continue;
+      if (!list->empty()) *list += ',';
+      *list += headers[i + 1];
+    }
+    std::optional<sockaddr_storage> resolved;
+    if (!x_forwarded_for.empty()) {
+      resolved = client_from_x_forwarded_for(x_forwarded_for, trusted);
+    } else if (!forwarded.empty()) {
+      resolved = client_from_forwarded(forwarded, trusted);
+    }
+    if (resolved) return common::format_ip(reinterpret_cast<const sockaddr*>(&*resolved));
+  }
+  return common::format_ip(client);
+}
+
 void Connection::on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) {
   if (forwarded_trusted_) {
     // X-Forwarded-For first (what nginx and HAProxy add); Forwarded only without it. A value
@@ -392,6 +463,7 @@ void Connection::update_state() {
                                               : &shared_.keepalive_timers;
           }
           break;
+        case Phase::kDelayed:
         case Phase::kClosing: break;
       }
     }
@@ -412,6 +484,9 @@ void Connection::update_state() {
     }
   }
   body_progress_ = false;
+  if (parser_.phase() == Phase::kDelayed && !delay_timer_.armed()) {
+    shared_.delay_timers.arm_at(delay_timer_, shared_.now + parser_.delay());
+  }
   const bool busy = !lingering_ && (parser_.phase() != Phase::kIdle || backlog() != 0);
   if (busy != busy_) {
     busy_ = busy;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/child_context.hpp"
 #include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/rate_limiter.hpp"
@@ -41,26 +42,29 @@ struct EpollSource {
 inline constexpr std::uint64_t kMaxLingerBytes = 16ULL * 1024 * 1024;
 
 struct WorkerShared {
-  WorkerShared(const common::Config& config, common::ScoreboardSlot* scoreboard_slot);
+  explicit WorkerShared(const common::ChildContext& ctx);
 
   static constexpr std::size_t kReadBufferSize = std::size_t{16} * 1024;
 
+  const common::Config& config;
   const Limits limits;
+  const Router router;  // built once: every connection's parser asks it
   Responses responses;
   TimerList header_timers;
   TimerList body_timers;
   TimerList keepalive_timers;
   TimerList send_timers;
-  TimerList linger_timers;  // lingering_timeout: each read of a lingering close or a discard
-  TimerList drain_timers;   // drain_idle_grace (at most graceful_timeout): idle while draining
+  TimerList linger_timers;    // lingering_timeout: each read of a lingering close or a discard
+  TimerList drain_timers;     // drain_idle_grace (at most graceful_timeout): idle while draining
+  TimerList delay_timers{0};  // ?delay: each its own deadline (arm_at)
   // Every list above: the loop expires them and sleeps until the first deadline among them.
-  [[nodiscard]] std::array<TimerList*, 6> timer_lists() noexcept {
-    return {&header_timers, &body_timers,   &keepalive_timers,
-            &send_timers,   &linger_timers, &drain_timers};
+  [[nodiscard]] std::array<TimerList*, 7> timer_lists() noexcept {
+    return {&header_timers, &body_timers,  &keepalive_timers, &send_timers,
+            &linger_timers, &drain_timers, &delay_timers};
   }
-  [[nodiscard]] std::array<const TimerList*, 6> timer_lists() const noexcept {
-    return {&header_timers, &body_timers,   &keepalive_timers,
-            &send_timers,   &linger_timers, &drain_timers};
+  [[nodiscard]] std::array<const TimerList*, 7> timer_lists() const noexcept {
+    return {&header_timers, &body_timers,  &keepalive_timers, &send_timers,
+            &linger_timers, &drain_timers, &delay_timers};
   }
   const common::Millis lingering_time;
   const std::uint64_t body_min_rate;
@@ -127,6 +131,12 @@ class Connection final : public EpollSource, private RequestHandler {
   // Sends what the socket takes of [data, data + length); -1 when the peer is gone.
   ssize_t send_some(const char* data, std::size_t length);
   EndpointReply respond(const EndpointRequest& request, std::string& out) override;
+  EndpointReply respond_backend(const BackendRequest& request, const Responses& responses,
+                                std::string& out) override;
+  // The client an echo names: PROXY protocol source, trusted forwarding headers, or the peer.
+  [[nodiscard]] std::string echo_client(const sockaddr* peer) const;
+  // The delay of a ?delay request is over: answer it and go on with what followed.
+  bool release_delayed();
   void on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) override;
   [[nodiscard]] bool input_waiting() const noexcept;
   bool start_linger(TimerList& timers, common::Millis duration);
@@ -160,6 +170,7 @@ class Connection final : public EpollSource, private RequestHandler {
   std::size_t sent_ = 0;
   TimerNode read_timer_{this};
   TimerNode send_timer_{this};
+  TimerNode delay_timer_{this};
   // The client address for the access log (only while it is on): the TCP peer, or the address
   // a PROXY protocol header reports.
   std::unique_ptr<std::string> client_address_;

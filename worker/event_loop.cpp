@@ -35,7 +35,7 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
       accept_(accept),
       blocked_(common::child_signals()),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-      shared_(ctx.config, ctx.slot) {
+      shared_(ctx) {
   if (!epoll_) throw common::SysError("epoll_create1");
   shared_.batch.reserve(WorkerShared::kReadBufferSize);
   if (config_.access_log != "off") {

@@ -96,15 +96,6 @@ Totals totals(const StatusSnapshot& s) {
   return t;
 }
 
-std::string_view reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 403: return "Forbidden";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
-  }
-}
-
 }  // namespace
 
 StatusSnapshot take_snapshot(const common::Config& config, const common::Scoreboard* scoreboard,
@@ -462,25 +453,10 @@ EndpointReply Observability::reply(int status, std::string_view content_type, st
                                    const EndpointRequest& request, bool close,
                                    std::string& out) const {
   close = close || request.connection == ConnectionHeader::kClose;
-  out += "HTTP/1.1 ";
-  out += std::to_string(status);
-  out += ' ';
-  out += reason_phrase(status);
-  out += "\r\nDate: ";
-  out += responses_.date();
-  out += "\r\nServer: prefork-httpd\r\nContent-Type: ";
-  out += content_type;
-  out += "\r\nContent-Length: ";
-  out += std::to_string(body.size());
-  out += "\r\nCache-Control: no-store\r\n";
-  if (close) {
-    out += "Connection: close\r\n";
-  } else if (request.connection == ConnectionHeader::kKeepAlive) {
-    out += "Connection: keep-alive\r\n";
-  }
-  out += "\r\n";
-  if (!request.head) out += body;
-  return {status, request.head ? 0 : body.size(), close};
+  const ConnectionHeader connection = close ? ConnectionHeader::kClose : request.connection;
+  const std::uint64_t sent = responses_.append(out, status, content_type, body, request.head,
+                                               connection, "Cache-Control: no-store\r\n");
+  return {status, sent, close};
 }
 
 }  // namespace prefork::worker

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "worker/backend.hpp"
 #include "worker/forwarded.hpp"
 #include "worker/http_syntax.hpp"
 
@@ -36,23 +37,13 @@ constexpr std::uint8_t kLoggedBits = 1U << 2 | 1U << 3;     // referer, user-age
 constexpr std::uint8_t kForwardedBits = 1U << 4 | 1U << 5;  // x-forwarded-for, forwarded
 constexpr std::string_view kContinueExpectation = "100-continue";
 
-// True when the query string has a format=json parameter.
-bool wants_json(std::string_view query) {
-  while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    if (query.substr(0, amp) == "format=json") return true;
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return false;
-}
-
 }  // namespace
 
 Limits Limits::from(const common::Config& config) {
   return Limits{config.max_request_line, config.max_header_bytes,   config.max_headers,
                 config.max_body_bytes,   config.keepalive_requests, config.healthz_path,
-                config.status_path,      config.metrics_path};
+                config.status_path,      config.metrics_path,       config.switches,
+                config.max_delay};
 }
 
 const llhttp_settings_t RequestParser::kSettings = [] {
@@ -62,6 +53,7 @@ const llhttp_settings_t RequestParser::kSettings = [] {
   settings.on_method = &RequestParser::on_method;
   settings.on_method_complete = &RequestParser::on_method_complete;
   settings.on_url = &RequestParser::on_url;
+  settings.on_url_complete = &RequestParser::on_url_complete;
   settings.on_version = &RequestParser::on_version;
   settings.on_version_complete = &RequestParser::on_version_complete;
   settings.on_header_field = &RequestParser::on_header_field;
@@ -75,8 +67,12 @@ const llhttp_settings_t RequestParser::kSettings = [] {
   return settings;
 }();
 
-RequestParser::RequestParser(const Limits& limits, const Responses& responses)
-    : limits_(limits), responses_(responses) {
+RequestParser::RequestParser(const Limits& limits, const Responses& responses, const Router* router)
+    : limits_(limits), responses_(responses), router_(router) {
+  if (router_ == nullptr) {
+    own_router_ = std::make_unique<Router>(limits);
+    router_ = own_router_.get();
+  }
   // llhttp_init leaves every lenient flag off: llhttp's strict checks are part of our contract.
   llhttp_init(&http_, HTTP_REQUEST, &kSettings);
   http_.data = this;
@@ -84,15 +80,10 @@ RequestParser::RequestParser(const Limits& limits, const Responses& responses)
 
 void RequestParser::set_handler(RequestHandler* handler, bool log_requests) {
   handler_ = handler;
+  routing_ = handler != nullptr;
   log_requests_ = handler != nullptr && log_requests;
-  endpoint_paths_ = 0;
-  if (handler == nullptr) return;
-  const std::array<std::string_view, kEndpointCount> paths{
-      limits_.healthz_path, limits_.status_path, limits_.metrics_path};
-  for (std::size_t i = 0; i < paths.size(); ++i) {
-    if (!paths[i].empty()) endpoint_paths_ = static_cast<std::uint8_t>(endpoint_paths_ | 1U << i);
-  }
-  if (log_requests_) scratch();
+  capture_line_ = log_requests_ || (routing_ && router_->switches());
+  if (capture_line_) scratch();
 }
 
 void RequestParser::capture_forwarded(bool on) {
@@ -122,6 +113,27 @@ std::string_view RequestParser::user_agent() const noexcept {
   return scratch_ ? std::string_view(scratch_->user_agent) : std::string_view();
 }
 
+std::string_view RequestParser::echo_method() const noexcept {
+  const std::string_view line = request_line();
+  return line.substr(0, line.find(' '));
+}
+std::string_view RequestParser::echo_target() const noexcept {
+  return scratch_ ? std::string_view(scratch_->target) : std::string_view();
+}
+std::string_view RequestParser::echo_version() const noexcept {
+  return version_length_ == sizeof version_ ? std::string_view(version_, sizeof version_)
+                                            : std::string_view();
+}
+const std::vector<std::string>& RequestParser::echo_headers() const noexcept {
+  static const std::vector<std::string> kNone;
+  return scratch_ ? scratch_->headers : kNone;
+}
+
+EndpointReply RequestHandler::respond_backend(const BackendRequest& request,
+                                              const Responses& responses, std::string& out) {
+  return answer_backend(request, responses, {}, out);
+}
+
 void RequestParser::append_bounded(std::string& to, const char* at, std::size_t length,
                                    std::size_t max) {
   if (to.size() < max) to.append(at, std::min(length, max - to.size()));
@@ -130,6 +142,46 @@ void RequestParser::append_bounded(std::string& to, const char* at, std::size_t 
 void RequestParser::report(int status, std::uint64_t body_bytes) {
   last_status_ = status;
   if (log_requests_) handler_->on_response(*this, status, body_bytes);
+}
+
+// Input ends inside the request-target: keep what came so far, as for the Host value below.
+void RequestParser::save_split_target() {
+  if (target_split_ || target_at_ == nullptr) return;
+  scratch().target.assign(target_at_, target_length_);
+  target_split_ = true;
+  target_at_ = nullptr;
+}
+
+void RequestParser::collect_target(const char* at, std::size_t length) {
+  if (target_split_) {
+    scratch_->target.append(at, length);
+  } else if (target_at_ == nullptr) {
+    target_at_ = at;
+  } else {
+    scratch().target.assign(target_at_, target_length_).append(at, length);
+    target_split_ = true;
+    target_at_ = nullptr;
+  }
+  target_length_ += length;
+}
+
+// The target is complete: the router decides where the request goes. An echo keeps the target
+// and every header field; anything else needs neither.
+void RequestParser::route_target() {
+  const std::string_view target = target_split_ ? std::string_view(scratch_->target)
+                                  : target_at_ != nullptr
+                                      ? std::string_view(target_at_, target_length_)
+                                      : std::string_view();
+  route_ = router_->route(target);
+  capture_headers_ = route_.switches.echo;
+  if (capture_headers_) {
+    Scratch& kept = scratch();
+    if (!target_split_) kept.target.assign(target);
+    kept.headers.clear();
+  }
+  target_split_ = false;
+  target_at_ = nullptr;
+  target_length_ = 0;
 }
 
 // Input ends inside the Host value: keep what came so far, since the input buffer does not stay.
@@ -146,6 +198,10 @@ void RequestParser::save_split_host() {
 void RequestParser::feed(std::string_view input, std::string& out) {
   if (phase_ == Phase::kClosing) {
     unread_input_ = unread_input_ || !input.empty();
+    return;
+  }
+  if (phase_ == Phase::kDelayed) {  // waits behind the delayed request, in order
+    scratch_->pending.append(input);
     return;
   }
   const char* p = input.data();
@@ -176,11 +232,16 @@ void RequestParser::feed(std::string_view input, std::string& out) {
         unread_input_ = stop != end;
         return;
       }
+      if (phase_ == Phase::kDelayed) {
+        scratch().pending.assign(stop, static_cast<std::size_t>(end - stop));
+        return;
+      }
     }
     llhttp_resume(&http_);
     p = stop;  // resume even with nothing left: llhttp checks the framing after a head then
   }
   save_split_host();
+  save_split_target();
   // Only a client that is waiting needs the interim response (RFC 9110 §10.1.1).
   if (continue_pending_ && phase_ == Phase::kBody && !body_started_) {
     out.append(Responses::kContinue);
@@ -208,14 +269,35 @@ bool RequestParser::time_out(std::string& out) {
 
 void RequestParser::complete_message(std::string& out) {
   message_done_ = false;
-  const bool close = !answered_ && answer(out);
-  answered_ = false;
-  phase_ = close ? Phase::kClosing : Phase::kIdle;
-  head_method_ = false;
   scanning_ = true;
   line_start_ = true;
   last_byte_ = '\n';
   head_bytes_ = 0;
+  if (!answered_ && kind_ == Kind::kBackend && route_.switches.delay > 0) {
+    phase_ = Phase::kDelayed;  // llhttp stays paused until release()
+    return;
+  }
+  finish_answer(out);
+}
+
+void RequestParser::finish_answer(std::string& out) {
+  const bool close = !answered_ && answer(out);
+  answered_ = false;
+  phase_ = close ? Phase::kClosing : Phase::kIdle;
+  head_method_ = false;
+}
+
+void RequestParser::release(std::string& out) {
+  if (phase_ != Phase::kDelayed) return;
+  finish_answer(out);
+  std::string pending;
+  pending.swap(scratch_->pending);
+  if (phase_ == Phase::kClosing) {
+    unread_input_ = !pending.empty();
+    return;
+  }
+  llhttp_resume(&http_);
+  feed(pending, out);
 }
 
 // Appends the response to the request read; returns whether it closes the connection.
@@ -229,7 +311,7 @@ bool RequestParser::answer(std::string& out) {
   switch (kind_) {
     case Kind::kHello:
       out.append(responses_.hello(head_method_, connection));
-      report(200, head_method_ ? 0 : Responses::kHelloBodySize);
+      report(responses_.hello_status(), responses_.hello_body_bytes(head_method_));
       break;
     case Kind::kOptions:
       out.append(responses_.options(connection));
@@ -240,10 +322,15 @@ bool RequestParser::answer(std::string& out) {
       report(405, Responses::error_body_size(ErrorStatus::k405));
       break;
     case Kind::kEndpoint: {
-      bool json = false;
-      if (in_query_ && scratch_) json = wants_json(scratch_->query);
       const EndpointReply reply =
-          handler_->respond({endpoint_, head_method_, json, connection}, out);
+          handler_->respond({*route_.endpoint, head_method_, route_.json, connection}, out);
+      close = close || reply.close;
+      report(reply.status, reply.body_bytes);
+      break;
+    }
+    case Kind::kBackend: {
+      const EndpointReply reply = handler_->respond_backend(
+          {route_.switches, *this, head_method_, connection}, responses_, out);
       close = close || reply.close;
       report(reply.status, reply.body_bytes);
       break;
@@ -298,7 +385,7 @@ RequestParser::Recovery RequestParser::recover(llhttp_errno_t err, const char*& 
     while (method > floor && is_tchar(method[-1])) --method;
     method_bytes_ = static_cast<std::uint32_t>(line_bytes_ + static_cast<std::size_t>(at - method));
     line_bytes_ = method_bytes_;
-    if (log_requests_) {
+    if (capture_line_) {
       append_bounded(scratch_->request_line, method, static_cast<std::size_t>(at - method),
                      kMaxLoggedLine);
     }
@@ -327,7 +414,7 @@ RequestParser::Recovery RequestParser::skip_unknown_method(const char*& p, const
   const char* const start = p;
   while (p < end && is_tchar(*p)) ++p;
   const auto taken = static_cast<std::size_t>(p - start);
-  if (log_requests_) append_bounded(scratch_->request_line, start, taken, kMaxLoggedLine);
+  if (capture_line_) append_bounded(scratch_->request_line, start, taken, kMaxLoggedLine);
   method_bytes_ += static_cast<std::uint32_t>(taken);
   line_bytes_ += taken;
   head_bytes_ += taken;
@@ -347,7 +434,7 @@ RequestParser::Recovery RequestParser::skip_unknown_method(const char*& p, const
   }
   ++p;
   ++head_bytes_;  // the SP is in kRequestLineOverhead, as for a method llhttp knows
-  if (log_requests_) {
+  if (capture_line_) {
     append_bounded(scratch_->request_line, " ", 1, kMaxLoggedLine);
     line_part_ = 1;
   }
@@ -450,47 +537,21 @@ void RequestParser::start_request() {
   host_split_ = false;
   host_length_ = 0;
   host_at_ = nullptr;
-  endpoint_candidates_ = endpoint_paths_;
-  in_query_ = false;
+  target_split_ = false;
+  target_at_ = nullptr;
   target_length_ = 0;
+  route_ = Route{};
+  capture_headers_ = false;
   line_part_ = 0;
   if (scratch_) {
-    scratch_->query.clear();
+    if (capture_line_) scratch_->request_line.clear();
     if (log_requests_) {
-      scratch_->request_line.clear();
       scratch_->referer.clear();
       scratch_->user_agent.clear();
     }
     if (capture_forwarded_) {
       scratch_->x_forwarded_for.clear();
       scratch_->forwarded.clear();
-    }
-  }
-}
-
-// Narrows the endpoint paths still equal to the request-target's path so far; collects the
-// query (bounded) while some path matched exactly.
-void RequestParser::match_endpoint(const char* at, std::size_t length) {
-  const std::array<std::string_view, kEndpointCount> paths{
-      limits_.healthz_path, limits_.status_path, limits_.metrics_path};
-  for (std::size_t i = 0; i < length && endpoint_candidates_ != 0; ++i) {
-    const char c = at[i];
-    if (in_query_) {
-      append_bounded(scratch().query, at + i, length - i, kMaxQuery);
-      return;
-    }
-    for (std::size_t bit = 0; bit < paths.size(); ++bit) {
-      const auto mask = static_cast<std::uint8_t>(1U << bit);
-      if ((endpoint_candidates_ & mask) == 0) continue;
-      const bool still =
-          c == '?' ? paths[bit].size() == target_length_
-                   : target_length_ < paths[bit].size() && paths[bit][target_length_] == c;
-      if (!still) endpoint_candidates_ = static_cast<std::uint8_t>(endpoint_candidates_ & ~mask);
-    }
-    if (c == '?') {
-      in_query_ = true;
-    } else if (target_length_ < UINT16_MAX) {
-      ++target_length_;
     }
   }
 }
@@ -506,7 +567,7 @@ int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length)
   if (parser.replaying_) return HPE_OK;
   parser.line_bytes_ += length;
   parser.method_span_end_ = at + length;
-  if (parser.log_requests_) {
+  if (parser.capture_line_) {
     append_bounded(parser.scratch_->request_line, at, length, kMaxLoggedLine);
   }
   return HPE_OK;
@@ -531,8 +592,8 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
     const auto c = static_cast<unsigned char>(at[i]);
     if (c <= 0x20 || c >= 0x7f) return parser.reject(ErrorStatus::k400);
   }
-  if (parser.endpoint_candidates_ != 0) parser.match_endpoint(at, length);
-  if (parser.log_requests_) {
+  if (parser.routing_) parser.collect_target(at, length);
+  if (parser.capture_line_) {
     std::string& line = parser.scratch_->request_line;
     if (parser.line_part_ == 0) append_bounded(line, " ", 1, kMaxLoggedLine);
     parser.line_part_ = 1;
@@ -545,10 +606,16 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
   return HPE_OK;
 }
 
+int RequestParser::on_url_complete(llhttp_t* http) {
+  RequestParser& parser = self(http);
+  if (!parser.replaying_ && parser.routing_) parser.route_target();
+  return HPE_OK;
+}
+
 int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
   if (parser.replaying_) return HPE_OK;
-  if (parser.log_requests_) {
+  if (parser.capture_line_) {
     std::string& line = parser.scratch_->request_line;
     if (parser.line_part_ < 2) append_bounded(line, " HTTP/", 6, kMaxLoggedLine);
     parser.line_part_ = 2;
@@ -580,6 +647,11 @@ int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t l
   parser.header_bytes_ += length;
   if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
+  }
+  if (parser.capture_headers_ && parser.phase_ == Phase::kHead) {
+    std::vector<std::string>& headers = parser.scratch_->headers;
+    if (parser.field_length_ == 0 && length > 0) headers.resize(headers.size() + 2);
+    if (!headers.empty()) headers[headers.size() - 2].append(at, length);
   }
   // Matched as it arrives, so a name split across reads needs no copy. The first byte picks
   // the one name it can be (the six differ there), so at most one is compared.
@@ -666,6 +738,10 @@ int RequestParser::on_header_value(llhttp_t* http, const char* at, std::size_t l
   parser.header_bytes_ += length;
   if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
+  }
+  if (parser.capture_headers_ && parser.phase_ == Phase::kHead &&
+      !parser.scratch_->headers.empty()) {
+    parser.scratch_->headers.back().append(at, length);
   }
   switch (parser.field_) {
     case Field::kHost:
@@ -757,6 +833,18 @@ int RequestParser::on_headers_complete(llhttp_t* http) {
   return self(http).headers_complete();
 }
 
+// What answers the request, from its method and what the router said of its target.
+RequestParser::Kind RequestParser::kind_for(llhttp_method_t method) const {
+  const bool backend = routing_ && router_->switches() && !route_.endpoint;
+  const Kind hello = route_.switches.any() ? Kind::kBackend : Kind::kHello;
+  switch (method) {
+    case HTTP_GET:
+    case HTTP_HEAD: return route_.endpoint ? Kind::kEndpoint : hello;
+    case HTTP_OPTIONS: return backend && !asterisk_ ? hello : Kind::kOptions;
+    default: return backend ? hello : Kind::kNotAllowed;
+  }
+}
+
 int RequestParser::headers_complete() {
   scanning_ = false;  // the body is not line-oriented; chunk framing is llhttp's and ours below
   // llhttp takes "GET /" without a version as HTTP/0.9; we serve HTTP/1.x only.
@@ -765,38 +853,16 @@ int RequestParser::headers_complete() {
   if (http11 && host_count_ == 0) return reject(ErrorStatus::k400);
   if (host_count_ == 1 && !host_valid_) return reject(ErrorStatus::k400);
   if (asterisk_ && http_.method != HTTP_OPTIONS) return reject(ErrorStatus::k400);
-  if (unknown_method_) return reject(ErrorStatus::k501);
+  // With switches on, the backend answers any method (an unknown one reads as GET from here).
+  const bool any_method = routing_ && router_->switches() && !route_.endpoint;
+  if (unknown_method_ && !any_method) return reject(ErrorStatus::k501);
   // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing.
   if ((http_.flags & F_TRANSFER_ENCODING) != 0 && !http11) return reject(ErrorStatus::k400);
   const bool has_length = (http_.flags & F_CONTENT_LENGTH) != 0;
   if (has_length && http_.content_length > limits_.max_body_bytes) {
     return reject(ErrorStatus::k413);
   }
-  if (!in_query_) {
-    // The whole target was the path: only a path of exactly that length matches.
-    const std::array<std::string_view, kEndpointCount> paths{
-        limits_.healthz_path, limits_.status_path, limits_.metrics_path};
-    for (std::size_t bit = 0; bit < paths.size(); ++bit) {
-      if (paths[bit].size() != target_length_) {
-        endpoint_candidates_ = static_cast<std::uint8_t>(endpoint_candidates_ & ~(1U << bit));
-      }
-    }
-  }
-  switch (http_.method) {
-    case HTTP_GET:
-    case HTTP_HEAD:
-      kind_ = Kind::kHello;
-      for (std::size_t bit = 0; bit < kEndpointCount; ++bit) {
-        if ((endpoint_candidates_ & (1U << bit)) != 0) {
-          kind_ = Kind::kEndpoint;
-          endpoint_ = static_cast<Endpoint>(bit);
-          break;
-        }
-      }
-      break;
-    case HTTP_OPTIONS: kind_ = Kind::kOptions; break;
-    default: kind_ = Kind::kNotAllowed;
-  }
+  kind_ = kind_for(static_cast<llhttp_method_t>(http_.method));
   // We speak no other protocol: after CONNECT or an Upgrade request the connection ends.
   const bool client_keeps_alive = llhttp_should_keep_alive(&http_) != 0;
   const bool other_protocol = http_.upgrade != 0 || http_.method == HTTP_CONNECT;

@@ -10,9 +10,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/config.hpp"
 #include "worker/response.hpp"
+#include "worker/router.hpp"
 
 namespace prefork::worker {
 
@@ -26,15 +28,15 @@ struct Limits {
   std::string_view healthz_path;
   std::string_view status_path;
   std::string_view metrics_path;
+  // Test switches in the query of backend requests (answered only with a handler).
+  bool switches = false;
+  common::Millis max_delay = 10'000;
 
   // The views point into `config`, which must outlive the Limits.
   static Limits from(const common::Config& config);
 };
 
 class RequestParser;
-
-enum class Endpoint : std::uint8_t { kHealthz, kStatus, kMetrics };
-inline constexpr std::size_t kEndpointCount = 3;
 
 struct EndpointRequest {
   Endpoint endpoint = Endpoint::kHealthz;
@@ -49,11 +51,24 @@ struct EndpointReply {
   bool close = false;  // the response said Connection: close (the parser then stops)
 };
 
-// What the parser cannot do alone: answer internal endpoints, and log each response.
+// A backend request with test switches (the router found some in its query).
+struct BackendRequest {
+  const Switches& switches;
+  const RequestParser& parser;  // echo: method, target, version, headers, body bytes
+  bool head = false;
+  ConnectionHeader connection = ConnectionHeader::kNone;
+};
+
+// What the parser cannot do alone: answer internal endpoints and test switches, and log each
+// response.
 class RequestHandler {
  public:
   // Appends the whole response to `out`.
   virtual EndpointReply respond(const EndpointRequest& request, std::string& out) = 0;
+  // Appends the answer to a request with switches (backend.hpp, without connection details
+  // unless overridden).
+  virtual EndpointReply respond_backend(const BackendRequest& request, const Responses& responses,
+                                        std::string& out);
   // After every response appended (access log on only); the parser's request_line(), referer()
   // and user_agent() describe the request it answered.
   virtual void on_response(const RequestParser& parser, int status, std::uint64_t body_bytes) = 0;
@@ -69,12 +84,14 @@ enum class Phase : std::uint8_t {
   kIdle,     // between requests: nothing of the next one received yet (CRLFs aside)
   kHead,     // part of a request head received
   kBody,     // head complete, the body still arriving
+  kDelayed,  // a request with ?delay is complete; release() answers it (input waits)
   kClosing,  // a response that ends the connection was produced; further input is ignored
 };
 
 class RequestParser {
  public:
-  RequestParser(const Limits& limits, const Responses& responses);
+  // `router`: the worker's, built once; nullptr builds one from `limits` (tests).
+  RequestParser(const Limits& limits, const Responses& responses, const Router* router = nullptr);
   RequestParser(const RequestParser&) = delete;  // llhttp keeps a pointer back to us
   RequestParser& operator=(const RequestParser&) = delete;
 
@@ -97,6 +114,11 @@ class RequestParser {
   // cut never changes the responses.
   void answer_refused(std::string& out);
 
+  // In Phase::kDelayed: how long the request asked to wait, and its answer once that is over
+  // (then the input that came after it is parsed, as feed() would have).
+  [[nodiscard]] common::Millis delay() const noexcept { return route_.switches.delay; }
+  void release(std::string& out);
+
   // Graceful drain: the response to any request still to be answered says Connection: close.
   void drain() noexcept { draining_ = true; }
 
@@ -117,6 +139,13 @@ class RequestParser {
   [[nodiscard]] std::string_view request_line() const noexcept;
   [[nodiscard]] std::string_view referer() const noexcept;
   [[nodiscard]] std::string_view user_agent() const noexcept;
+
+  // The request being answered with ?echo: its method, request-target, version ("1.1") and
+  // header fields in order (name, value, name, value...), as received.
+  [[nodiscard]] std::string_view echo_method() const noexcept;
+  [[nodiscard]] std::string_view echo_target() const noexcept;
+  [[nodiscard]] std::string_view echo_version() const noexcept;
+  [[nodiscard]] const std::vector<std::string>& echo_headers() const noexcept;
 
   [[nodiscard]] Phase phase() const noexcept { return phase_; }
   [[nodiscard]] bool closing() const noexcept { return phase_ == Phase::kClosing; }
@@ -147,19 +176,20 @@ class RequestParser {
     kXForwardedFor,
     kForwarded
   };
-  enum class Kind : std::uint8_t { kHello, kOptions, kNotAllowed, kEndpoint };
+  enum class Kind : std::uint8_t { kHello, kOptions, kNotAllowed, kEndpoint, kBackend };
   enum class Recovery : std::uint8_t { kResume, kNeedMore, kFailed };
   enum class ExpectState : std::uint8_t { kLeading, kMatching, kTrailing, kBad };
   static constexpr std::size_t kMaxHostLength = 272;   // 253-byte name or IPv6 literal + port
   static constexpr std::size_t kMaxLoggedLine = 2048;  // request line kept for the access log
   static constexpr std::size_t kMaxLoggedField = 512;  // Referer, User-Agent
-  static constexpr std::size_t kMaxQuery = 256;        // query of an internal endpoint
 
   // Storage needed only now and then (a Host value split across reads, an endpoint's query,
   // the access log's capture), allocated on first use so an idle connection stays small.
   struct Scratch {
     std::string host;
-    std::string query;
+    std::string target;                // a request-target split across reads; the echo's target
+    std::string pending;               // input that came after a delayed request
+    std::vector<std::string> headers;  // ?echo: name, value, name, value...
     std::string request_line;
     std::string referer;
     std::string user_agent;
@@ -175,6 +205,7 @@ class RequestParser {
   static int on_method(llhttp_t* http, const char* at, std::size_t length);
   static int on_method_complete(llhttp_t* http);
   static int on_url(llhttp_t* http, const char* at, std::size_t length);
+  static int on_url_complete(llhttp_t* http);
   static int on_version(llhttp_t* http, const char* at, std::size_t length);
   static int on_version_complete(llhttp_t* http);
   static int on_header_field(llhttp_t* http, const char* at, std::size_t length);
@@ -188,11 +219,15 @@ class RequestParser {
 
   int reject(ErrorStatus status);  // from a callback: remember the status, stop llhttp
   int headers_complete();
+  [[nodiscard]] Kind kind_for(llhttp_method_t method) const;
   bool scan_lines(const char* begin, const char* end);
   bool scan_failed(ErrorStatus status);
   bool check_chunk_crlf(const char* begin, const char* end);
   ErrorStatus status_for(llhttp_errno_t err) const;
   void complete_message(std::string& out);
+  void finish_answer(std::string& out);
+  void collect_target(const char* at, std::size_t length);
+  void route_target();
   bool answer(std::string& out);
   Recovery recover(llhttp_errno_t err, const char*& p, const char* end, std::string& out);
   Recovery skip_unknown_method(const char*& p, const char* end, std::string& out);
@@ -201,7 +236,7 @@ class RequestParser {
   void start_request();
   Scratch& scratch();
   void save_split_host();
-  void match_endpoint(const char* at, std::size_t length);
+  void save_split_target();
   void match_expect(const char* at, std::size_t length);
   void report(int status, std::uint64_t body_bytes);
   static void append_bounded(std::string& to, const char* at, std::size_t length, std::size_t max);
@@ -262,16 +297,21 @@ class RequestParser {
   std::uint16_t host_length_ = 0;
   const char* host_at_ = nullptr;  // the Host value so far, inside the current input
   char version_[3] = {};
-  // Internal endpoints: which paths still match the request-target so far.
-  std::uint8_t endpoint_candidates_ = 0;
-  std::uint8_t endpoint_paths_ = 0;  // bits of the configured (non-empty) paths
-  bool in_query_ = false;
   bool log_requests_ = false;
+  bool capture_line_ = false;  // request line kept: access log, or switches (echo's method)
   bool capture_forwarded_ = false;
-  std::uint8_t line_part_ = 0;       // access log: 0 method, 1 target, 2 version received
-  std::uint16_t target_length_ = 0;  // path bytes matched so far (saturating)
-  Endpoint endpoint_ = Endpoint::kHealthz;
+  bool capture_headers_ = false;  // ?echo: every header field of this request
+  std::uint8_t line_part_ = 0;    // access log: 0 method, 1 target, 2 version received
+  // The request-target so far, for the router: in the input where it lies, or copied into
+  // scratch_->target when it arrives in pieces (routing_ only).
+  bool routing_ = false;  // a handler is attached: the router decides
+  bool target_split_ = false;
+  const char* target_at_ = nullptr;
+  std::size_t target_length_ = 0;
+  Route route_;
   RequestHandler* handler_ = nullptr;
+  std::unique_ptr<Router> own_router_;  // without a router from the caller
+  const Router* router_ = nullptr;
   std::unique_ptr<Scratch> scratch_;
 };
 

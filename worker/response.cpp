@@ -2,10 +2,11 @@
 
 #include <cstring>
 
+#include "common/config.hpp"
+
 namespace prefork::worker {
 namespace {
 
-constexpr std::string_view kHelloBody = "Hello, World!";
 constexpr std::string_view kTextPlain = "Content-Type: text/plain; charset=utf-8\r\n";
 constexpr std::string_view kServer = "Server: prefork-httpd\r\n";
 constexpr std::string_view kAllow = "Allow: GET, HEAD\r\n";
@@ -80,9 +81,65 @@ int status_code(ErrorStatus status) {
   return kErrors[static_cast<std::size_t>(status)].code;
 }
 
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+  }
+}
+
+ResponseSettings ResponseSettings::from(const common::Config& config, std::string identity_value) {
+  return {config.body, config.content_type, static_cast<int>(config.status), config.identity_header,
+          std::move(identity_value)};
+}
+
 Responses::Prebuilt Responses::build(std::string_view status_line, std::string_view extra_headers,
                                      std::string_view body, ConnectionHeader connection,
-                                     bool head) {
+                                     bool head) const {
   Prebuilt out;
   out.bytes.append(status_line);
   out.bytes.append("Date: ");
@@ -90,6 +147,7 @@ Responses::Prebuilt Responses::build(std::string_view status_line, std::string_v
   out.bytes.append(kHttpDateLength, ' ');
   out.bytes.append("\r\n");
   out.bytes.append(kServer);
+  out.bytes.append(identity_line_);
   out.bytes.append(extra_headers);
   if (connection == ConnectionHeader::kKeepAlive) out.bytes.append("Connection: keep-alive\r\n");
   if (connection == ConnectionHeader::kClose) out.bytes.append("Connection: close\r\n");
@@ -98,14 +156,31 @@ Responses::Prebuilt Responses::build(std::string_view status_line, std::string_v
   return out;
 }
 
-Responses::Responses(std::time_t now) {
-  static_assert(kHelloBodySize == kHelloBody.size());
+std::string status_line(int status) {
+  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) + "\r\n";
+}
+
+// Content-Type and Content-Length of a response with `body` (neither for 204 and 304).
+std::string content_headers(int status, std::string_view content_type, std::string_view body) {
+  if (!status_has_body(status)) return {};
+  return "Content-Type: " + std::string(content_type) +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+}
+
+Responses::Responses(std::time_t now, ResponseSettings settings) : settings_(std::move(settings)) {
+  if (!settings_.identity_name.empty()) {
+    identity_line_ = settings_.identity_name + ": " + settings_.identity_value + "\r\n";
+  }
+  const int hello_status = settings_.status;
+  const std::string hello_line = status_line(hello_status);
   const std::string hello_headers =
-      std::string(kTextPlain) + "Content-Length: " + std::to_string(kHelloBody.size()) + "\r\n";
+      content_headers(hello_status, settings_.content_type, settings_.body);
+  const std::string_view hello_body =
+      status_has_body(hello_status) ? std::string_view(settings_.body) : std::string_view();
   for (std::size_t i = 0; i < kModes; ++i) {
     const auto mode = static_cast<ConnectionHeader>(i);
-    get_[i] = build("HTTP/1.1 200 OK\r\n", hello_headers, kHelloBody, mode, false);
-    head_[i] = build("HTTP/1.1 200 OK\r\n", hello_headers, kHelloBody, mode, true);
+    get_[i] = build(hello_line, hello_headers, hello_body, mode, false);
+    head_[i] = build(hello_line, hello_headers, hello_body, mode, true);
     // RFC 9110 §8.6: no Content-Length in a 204.
     options_[i] = build("HTTP/1.1 204 No Content\r\n", kAllowOptions, {}, mode, false);
     const ErrorText& text = kErrors[static_cast<std::size_t>(ErrorStatus::k405)];
@@ -160,6 +235,35 @@ std::string_view Responses::method_not_allowed(ConnectionHeader connection) cons
 
 std::string_view Responses::error(ErrorStatus status, bool head) const {
   return (head ? head_errors_ : errors_)[static_cast<std::size_t>(status)].bytes;
+}
+
+std::uint64_t Responses::append(std::string& out, int status, std::string_view content_type,
+                                std::string_view body, bool head, ConnectionHeader connection,
+                                std::string_view extra_headers) const {
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += reason_phrase(status);
+  out += "\r\nDate: ";
+  out += date();
+  out += "\r\n";
+  out += kServer;
+  out += identity_line_;
+  const bool has_body = status_has_body(status);
+  if (has_body) {
+    out += "Content-Type: ";
+    out += content_type;
+    out += "\r\nContent-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n";
+  }
+  out += extra_headers;
+  if (connection == ConnectionHeader::kKeepAlive) out += "Connection: keep-alive\r\n";
+  if (connection == ConnectionHeader::kClose) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (head || !has_body) return 0;
+  out += body;
+  return body.size();
 }
 
 }  // namespace prefork::worker

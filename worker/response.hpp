@@ -10,6 +10,10 @@
 #include <string>
 #include <string_view>
 
+namespace prefork::common {
+struct Config;
+}
+
 namespace prefork::worker {
 
 // IMF-fixdate (RFC 9110 §5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT": always 29 bytes.
@@ -40,15 +44,33 @@ inline constexpr std::size_t kErrorStatusCount = 9;
 
 int status_code(ErrorStatus status);
 
+// The reason phrase of a status from 100 to 599 ("" for one RFC 9110 does not name).
+std::string_view reason_phrase(int status);
+
+// 204 and 304 never carry a body (RFC 9110 §6.4.1), nor a Content-Length here.
+inline bool status_has_body(int status) {
+  return status != 204 && status != 304;
+}
+
+// What the hello response says (config keys body, content_type, status), and the identity
+// header every response carries (identity_header; "" = none).
+struct ResponseSettings {
+  std::string body = "Hello, World!";
+  std::string content_type = "text/plain; charset=utf-8";
+  int status = 200;
+  std::string identity_name;   // "" = no identity header
+  std::string identity_value;  // who answers (backend.hpp: identity_of), also for ?echo
+
+  static ResponseSettings from(const common::Config& config, std::string identity_value);
+};
+
 class Responses {
  public:
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-  static constexpr std::uint64_t kHelloBodySize = 13;  // "Hello, World!"
-
   // The body length of an error response to anything but HEAD (for the access log).
   static std::uint64_t error_body_size(ErrorStatus status);
 
-  explicit Responses(std::time_t now);
+  explicit Responses(std::time_t now, ResponseSettings settings = {});
 
   // Patches the Date of every prebuilt response when `now` is another second than the cached
   // one; returns whether it did.
@@ -57,14 +79,27 @@ class Responses {
   [[nodiscard]] std::string_view date() const noexcept { return {date_, kHttpDateLength}; }
   [[nodiscard]] std::time_t date_second() const noexcept { return date_second_; }
 
-  // GET (body "Hello, World!") or HEAD (same headers, no body): 200.
+  // GET (the configured body, "Hello, World!") or HEAD (same headers, no body): the
+  // configured status, 200.
   [[nodiscard]] std::string_view hello(bool head, ConnectionHeader connection) const;
+  [[nodiscard]] int hello_status() const noexcept { return settings_.status; }
+  [[nodiscard]] std::uint64_t hello_body_bytes(bool head) const noexcept {
+    return head || !status_has_body(settings_.status) ? 0 : settings_.body.size();
+  }
+  [[nodiscard]] const ResponseSettings& settings() const noexcept { return settings_; }
   // OPTIONS: 204 with Allow.
   [[nodiscard]] std::string_view options(ConnectionHeader connection) const;
   // Any other method: 405 with Allow; the connection stays usable unless told otherwise.
   [[nodiscard]] std::string_view method_not_allowed(ConnectionHeader connection) const;
   // An error that ends the connection; `head` leaves out the body (response to HEAD).
   [[nodiscard]] std::string_view error(ErrorStatus status, bool head) const;
+
+  // A response built per request (internal endpoints, test switches): status line, Date,
+  // Server, identity, Content-Type and Content-Length (none for 204/304), `extra_headers`
+  // (whole lines), Connection, then the body unless `head`. Returns the body bytes sent.
+  std::uint64_t append(std::string& out, int status, std::string_view content_type,
+                       std::string_view body, bool head, ConnectionHeader connection,
+                       std::string_view extra_headers = {}) const;
 
  private:
   struct Prebuilt {
@@ -73,11 +108,13 @@ class Responses {
   };
   static constexpr std::size_t kModes = 3;
 
-  static Prebuilt build(std::string_view status_line, std::string_view extra_headers,
-                        std::string_view body, ConnectionHeader connection, bool head);
+  [[nodiscard]] Prebuilt build(std::string_view status_line, std::string_view extra_headers,
+                               std::string_view body, ConnectionHeader connection, bool head) const;
   template <typename Fn>
   void for_each(Fn&& fn);
 
+  ResponseSettings settings_;
+  std::string identity_line_;  // "Name: value\r\n", or empty
   std::time_t date_second_ = 0;
   char date_[kHttpDateLength] = {};
   std::array<Prebuilt, kModes> get_;

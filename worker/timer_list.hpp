@@ -48,6 +48,20 @@ class TimerList {
     tail_ = &node;
   }
 
+  // (Re)starts `node` to expire at `deadline`, for a list whose entries differ in duration
+  // (the delays of ?delay): sorted insertion from the tail, O(1) when deadlines only grow.
+  void arm_at(TimerNode& node, common::Millis deadline) noexcept {
+    node.cancel();
+    node.list = this;
+    node.deadline = deadline;
+    TimerNode* after = tail_;
+    while (after != nullptr && after->deadline > deadline) after = after->prev;
+    node.prev = after;
+    node.next = after != nullptr ? after->next : head_;
+    (node.next != nullptr ? node.next->prev : tail_) = &node;
+    (after != nullptr ? after->next : head_) = &node;
+  }
+
   // The first node whose deadline has passed, unlinked; nullptr when none has.
   TimerNode* pop_expired(common::Millis now) noexcept {
     if (head_ == nullptr || head_->deadline > now) return nullptr;
