@@ -8,7 +8,8 @@ rm -rf corpus && mkdir corpus
 seed() { printf "$2$3$4" > "corpus/$1"; }
 H='Host: example.com\r\n'
 GET="GET / HTTP/1.1\r\n${H}\r\n"
-# plan \000 whole, \001 byte by byte, \002 small pieces, \003 large pieces; +\020 small limits
+# plan \000 whole, \001 byte by byte, \002 small pieces, \003 large pieces; +\020 small limits;
+# +\100 test switches on (?status, ?delay, ?echo)
 seed valid-get                 '\000' '\000' "$GET"
 seed valid-head                '\001' '\000' "HEAD /x HTTP/1.1\r\n${H}\r\n"
 seed valid-http10              '\002' '\007' "GET / HTTP/1.0\r\n\r\n"
@@ -43,3 +44,11 @@ seed bad-version               '\000' '\000' "GET / HTTP/2.0\r\n${H}\r\n"
 seed limit-uri                 '\022' '\027' "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n${H}\r\n"
 seed limit-headers             '\022' '\030' "GET / HTTP/1.1\r\n${H}a: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\nf: 6\r\ng: 7\r\nh: 8\r\ni: 9\r\n\r\n"
 seed limit-body                '\022' '\031' "POST / HTTP/1.1\r\n${H}Content-Length: 101\r\n\r\n"
+seed switch-status             '\100' '\000' "GET /?status=503 HTTP/1.1\r\n${H}\r\nHEAD /?status=204 HTTP/1.1\r\n${H}\r\n$GET"
+seed switch-delay-pipelined    '\102' '\032' "GET /?delay=0.5&status=201 HTTP/1.1\r\n${H}\r\nGET /?delay=1 HTTP/1.1\r\n${H}\r\n$GET"
+seed switch-echo               '\101' '\000' "PUT /a?echo&x=%%22 HTTP/1.1\r\n${H}X-A: \"q\"\\\r\nContent-Length: 3\r\n\r\nabc$GET"
+seed switch-echo-chunked       '\103' '\033' "POST /?echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n$GET"
+seed switch-malformed          '\102' '\034' "GET /?status=99 HTTP/1.1\r\n${H}\r\nGET /?delay=x HTTP/1.1\r\n${H}\r\nGET /?echo=1&echo HTTP/1.1\r\n${H}\r\nGET /?delay=1&delay=2 HTTP/1.1\r\n${H}\r\n$GET"
+seed switch-unknown-method     '\100' '\000' "BREW /?echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\nOPTIONS * HTTP/1.1\r\n${H}\r\n"
+seed switch-delay-drain        '\104' '\000' "GET /?delay=2 HTTP/1.1\r\n${H}\r\n$GET"
+seed switch-delay-close        '\100' '\000' "GET /?delay=1 HTTP/1.1\r\n${H}Connection: close\r\n\r\n$GET"

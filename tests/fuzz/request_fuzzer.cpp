@@ -1,7 +1,8 @@
 // libFuzzer target for the worker's HTTP core (RequestParser): arbitrary byte streams, split at
 // fuzzer-chosen points, must yield only the prebuilt responses, in a sequence that keeps the
 // connection contract of design §4. Input layout (see tests/fuzz/README.md):
-//   byte 0  plan: bits 0-1 split mode, 2 drain first, 3 time out at the end, 4-5 limits
+//   byte 0  plan: bits 0-1 split mode, 2 drain first, 3 time out at the end, 4-5 limits,
+//           6 test switches on (?status, ?delay, ?echo; a delayed request is released at once)
 //   byte 1  seed for the split sizes
 //   rest    the bytes a client sends on one connection
 #include <cstddef>
@@ -17,10 +18,14 @@
 
 namespace {
 
+using prefork::worker::BackendRequest;
 using prefork::worker::ConnectionHeader;
+using prefork::worker::EndpointReply;
+using prefork::worker::EndpointRequest;
 using prefork::worker::ErrorStatus;
 using prefork::worker::Limits;
 using prefork::worker::Phase;
+using prefork::worker::RequestHandler;
 using prefork::worker::RequestParser;
 using prefork::worker::Responses;
 
@@ -79,6 +84,57 @@ std::vector<Known> build_known() {
   return known;
 }
 
+// With switches on, the answers are built per request: the handler checks each one where it is
+// built, then puts a placeholder in the output ("HTTP/1.1 NNN switched", Connection: close when
+// the answer had it) that check_sequence() reads like a prebuilt response.
+constexpr std::string_view kSwitched = " switched\r\n";
+
+void check_switch_answer(const BackendRequest& request, const EndpointReply& reply,
+                         const std::string& bytes) {
+  CHECK(bytes.rfind("HTTP/1.1 " + std::to_string(reply.status) + " ", 0) == 0, bytes);
+  CHECK(reply.status >= 200 && reply.status <= 599, bytes);
+  const std::size_t head_end = bytes.find("\r\n\r\n");
+  CHECK(head_end != std::string::npos, bytes);
+  const std::string head = bytes.substr(0, head_end + 2);
+  const std::string body = bytes.substr(head_end + 4);
+  CHECK(head.find("\r\nDate: ") != std::string::npos, bytes);
+  const bool close = head.find("\r\nConnection: close\r\n") != std::string::npos;
+  CHECK(close == (request.connection == ConnectionHeader::kClose), bytes);
+  CHECK(close == reply.close, bytes);
+  const std::size_t length_at = head.find("\r\nContent-Length: ");
+  if (!prefork::worker::status_has_body(reply.status)) {
+    CHECK(length_at == std::string::npos && body.empty(), bytes);
+  } else {
+    CHECK(length_at != std::string::npos, bytes);
+    const std::size_t length = std::stoul(head.substr(length_at + 18));
+    CHECK(body.size() == (request.head ? 0 : length), bytes);
+    CHECK(reply.body_bytes == body.size(), bytes);
+  }
+  if (!request.switches.error.empty()) CHECK(reply.status == 400, bytes);
+  if (request.switches.echo && !request.head && !body.empty()) {
+    CHECK(body.front() == '{' && body.substr(body.size() - 2) == "}\n", bytes);
+    for (const char c : body) CHECK(static_cast<unsigned char>(c) < 0x80 && c != '\r', bytes);
+  }
+}
+
+class SwitchHandler final : public RequestHandler {
+ public:
+  EndpointReply respond(const EndpointRequest&, std::string& out) override {
+    fail("an internal endpoint without paths", out);
+  }
+  EndpointReply respond_backend(const BackendRequest& request, const Responses& r,
+                                std::string& out) override {
+    std::string bytes;
+    const EndpointReply reply = RequestHandler::respond_backend(request, r, bytes);
+    check_switch_answer(request, reply, bytes);
+    out += "HTTP/1.1 " + std::to_string(reply.status) + std::string(kSwitched);
+    if (reply.close) out += "Connection: close\r\n";
+    out += "\r\n";
+    return reply;
+  }
+  void on_response(const RequestParser&, int, std::uint64_t) override {}
+};
+
 const std::vector<Known>& known() {
   static const std::vector<Known> k = build_known();
   return k;
@@ -128,7 +184,17 @@ Summary check_sequence(const std::string& output, unsigned keepalive_requests) {
     // Longest match first: a HEAD response is a prefix of the GET one, and no response starts
     // with a body, so the longest prebuilt response that matches is the one sent.
     const Known* match = nullptr;
+    Known switched;
+    if (rest.size() > 12 && rest.substr(12, kSwitched.size()) == kSwitched) {
+      const std::size_t end = rest.find("\r\n\r\n");
+      CHECK(end != std::string_view::npos, output);
+      switched.bytes = std::string(rest.substr(0, end + 4));
+      switched.closes = switched.bytes.find("Connection: close") != std::string::npos;
+      switched.status = std::stoi(std::string(rest.substr(9, 3)));
+      match = &switched;
+    }
     for (const Known& k : known()) {
+      if (match == &switched) break;
       if (rest.substr(0, k.bytes.size()) == k.bytes &&
           (match == nullptr || k.bytes.size() > match->bytes.size())) {
         match = &k;
@@ -220,12 +286,19 @@ struct Run {
 Run run(const std::vector<std::string_view>& pieces, const Limits& limits, bool drain,
         bool time_out) {
   RequestParser parser(limits, responses());
+  SwitchHandler handler;
+  if (limits.switches) parser.set_handler(&handler, false);
   if (drain) parser.drain();
   Run r;
   for (std::string_view piece : pieces) {
     const bool was_closing = parser.closing();
     const std::size_t before = r.output.size();
     parser.feed(piece, r.output);
+    // The delay's timer fires at once; what came after the request follows it.
+    while (parser.phase() == Phase::kDelayed) {
+      CHECK(parser.delay() > 0 && parser.delay() <= limits.max_delay, r.output);
+      parser.release(r.output);
+    }
     if (was_closing) CHECK(r.output.size() == before, r.output);
     CHECK(parser.responses() >= r.responses, r.output);
     r.responses = parser.responses();
@@ -264,7 +337,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const unsigned mode = plan & 3U;
   const bool drain = (plan & 4U) != 0;
   const bool time_out = (plan & 8U) != 0;
-  const Limits limits = limits_for((plan >> 4) & 3U);
+  Limits limits = limits_for((plan >> 4) & 3U);
+  limits.switches = (plan & 64U) != 0;
 
   const Run split_run = run(split(stream, mode, seed), limits, drain, time_out);
   const Summary s = check_sequence(split_run.output, limits.keepalive_requests);
