@@ -125,8 +125,8 @@ std::string_view RequestParser::echo_version() const noexcept {
                                             : std::string_view();
 }
 const std::vector<std::string>& RequestParser::echo_headers() const noexcept {
-  static const std::vector<std::string> kNone;
-  return scratch_ ? scratch_->headers : kNone;
+  static const std::vector<std::string> none;
+  return scratch_ ? scratch_->headers : none;
 }
 
 EndpointReply RequestHandler::respond_backend(const BackendRequest& request,

@@ -51,12 +51,13 @@ std::string_view read_delay(std::string_view value, common::Millis max_delay,
   common::Millis ms = 0;
   for (const char c : whole) {
     if (!is_digit(c)) return kExpected;
-    if (ms <= max_delay) ms = ms * 10 + (c - '0') * 1000;  // stops growing once over the cap
+    if (ms <= max_delay)
+      ms = ms * 10 + common::Millis{c - '0'} * 1000;  // stops growing once over the cap
   }
   common::Millis scale = 100;
   for (const char c : fraction) {
     if (!is_digit(c)) return kExpected;
-    ms += (c - '0') * scale;
+    ms += common::Millis{c - '0'} * scale;
     scale /= 10;
   }
   delay = std::min(ms, max_delay);
