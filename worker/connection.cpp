@@ -485,7 +485,9 @@ void Connection::update_state() {
   }
   body_progress_ = false;
   if (parser_.phase() == Phase::kDelayed && !delay_timer_.armed()) {
-    shared_.delay_timers.arm_at(delay_timer_, shared_.now + parser_.delay());
+    // One millisecond more: `now` is whole milliseconds, cut down, so without it the answer
+    // could leave up to a millisecond before the delay asked for is over.
+    shared_.delay_timers.arm_at(delay_timer_, shared_.now + parser_.delay() + 1);
   }
   const bool busy = !lingering_ && (parser_.phase() != Phase::kIdle || backlog() != 0);
   if (busy != busy_) {
