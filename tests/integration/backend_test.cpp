@@ -400,6 +400,25 @@ TEST_P(Experiment, AGracefulStopWaitsForADelayedRequest) {
   EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
 
+TEST_P(Experiment, AReloadLetsADelayedRequestFinish) {
+  ServerProcess server({.args = server_args(GetParam(), kSwitchesOn)});
+  Client c(server.port());
+  const auto start = Clock::now();
+  c.send(get_request("/?delay=1.5&status=202"));
+  ASSERT_TRUE(c.wait_server_read());
+  const auto mark = server.log_mark();
+  server.signal(SIGHUP);
+  ASSERT_TRUE(
+      server.wait_for_log(GetParam() ? "starting generation" : "configuration reloaded", mark));
+  const Response r = c.read_response(false, 10s);
+  EXPECT_EQ(r.status, 202);
+  EXPECT_GE(Clock::now() - start, 1500ms);
+  EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");  // the new generation
+  server.signal(SIGTERM);
+  EXPECT_EQ(exit_code(server.wait_exit(10s)), 0);
+  EXPECT_THAT(server.unexpected_errors(), IsEmpty());
+}
+
 INSTANTIATE_TEST_SUITE_P(BothModes, Experiment, ::testing::Values(true, false), mode_name);
 
 }  // namespace
