@@ -101,6 +101,7 @@ int Supervisor::run() {
     resize_pool();
     maintain_pool();
     accept_connections();
+    publish_listen_queues();
     if (phase_ == Phase::kAnnouncing && monotonic_ms() >= drain_at_) {
       start_draining("drain_delay over");
     }
@@ -359,6 +360,20 @@ void Supervisor::maintain_pool() {
   if (pool_.failed()) {
     spdlog::critical("every worker keeps dying at start; giving up so the service manager decides");
     begin_fast_stop(common::kExitFailure, "worker pool failed");
+  }
+}
+
+// For the status page and metrics: a per-connection child holds no listening socket to ask,
+// and one place to look keeps both modes alike (at most kMaintenanceInterval old).
+void Supervisor::publish_listen_queues() {
+  auto& published = scoreboard_->header().listen_queues;
+  for (std::size_t i = 0; i < published.size(); ++i) {
+    const auto queue = i < listeners_.size() && listeners_[i].fd
+                           ? common::listen_queue(listeners_[i].fd.get())
+                           : std::nullopt;
+    published[i].store(
+        queue ? common::ScoreboardHeader::pack_queue(queue->queued, queue->limit) : 0,
+        std::memory_order_relaxed);
   }
 }
 

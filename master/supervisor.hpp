@@ -73,6 +73,7 @@ class Supervisor {
   void resize_pool();
   void maintain_pool();
   void accept_connections();
+  void publish_listen_queues();
 
   // Listeners across a reload.
   common::Listener* find_listener(const std::string& spec);

@@ -24,7 +24,7 @@ constexpr std::size_t kMaxBatchCapacity = std::size_t{256} * 1024;
 
 }  // namespace
 
-WorkerShared::WorkerShared(const common::Config& config, common::ScoreboardSlot* scoreboard_slot)
+WorkerShared::WorkerShared(const common::Config& config, common::ServedCounters* served_counters)
     : limits(Limits::from(config)),
       responses(static_cast<std::time_t>(common::wall_ms() / 1000)),
       header_timers(config.header_timeout),
@@ -35,7 +35,7 @@ WorkerShared::WorkerShared(const common::Config& config, common::ScoreboardSlot*
       drain_timers(std::min(config.drain_idle_grace, config.graceful_timeout)),
       lingering_time(config.lingering_time),
       body_min_rate(config.body_min_rate),
-      slot(scoreboard_slot) {}
+      served(served_counters) {}
 
 Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
                        bool proxy_protocol)
@@ -97,7 +97,7 @@ bool Connection::on_timer(const TimerList& list) {
   if (&list == &shared_.header_timers || &list == &shared_.body_timers) {
     // A request in progress gets its 408; an idle connection just ends.
     if (parser_.time_out(shared_.batch)) {
-      if (shared_.slot != nullptr) shared_.slot->requests.fetch_add(1, std::memory_order_relaxed);
+      count_responses(1);
       input_pending_ = false;
       return service();
     }
@@ -229,12 +229,22 @@ bool Connection::feed(const char* data, std::size_t length) {
   }
   const std::uint64_t before = parser_.responses();
   const bool in_body = parser_.phase() == Phase::kBody;
+  // A request's time runs from the read that brought its first bytes (nginx's $request_time).
+  if (parser_.phase() == Phase::kIdle && length > 0) request_started_us_ = common::monotonic_us();
   parser_.feed(std::string_view(data, length), shared_.batch);
   if (in_body || parser_.phase() == Phase::kBody) body_progress_ = true;
-  if (shared_.slot != nullptr && parser_.responses() != before) {
-    shared_.slot->requests.fetch_add(parser_.responses() - before, std::memory_order_relaxed);
-  }
+  if (parser_.responses() != before) count_responses(parser_.responses() - before);
   return true;
+}
+
+// Counts responses just produced, each timed from its request's first read. Requests answered
+// in one pass share its end; a request still in progress after it started there.
+void Connection::count_responses(std::uint64_t count) {
+  if (shared_.served == nullptr) return;
+  const std::uint64_t now = common::monotonic_us();
+  shared_.served->requests.fetch_add(count, std::memory_order_relaxed);
+  shared_.served->record_duration(now - std::min(now, request_started_us_), count);
+  request_started_us_ = now;
 }
 
 ssize_t Connection::send_some(const char* data, std::size_t length) {
@@ -306,11 +316,11 @@ void Connection::on_response(const RequestParser& parser, int status, std::uint6
     }
     if (client) {
       const std::string text = common::format_ip(reinterpret_cast<const sockaddr*>(&*client));
-      shared_.access_log->log(text, parser, status, body_bytes);
+      shared_.access_log->log(text, parser, status, body_bytes, request_duration_us());
       return;
     }
   }
-  shared_.access_log->log(*client_address_, parser, status, body_bytes);
+  shared_.access_log->log(*client_address_, parser, status, body_bytes, request_duration_us());
 }
 
 bool Connection::input_waiting() const noexcept {
