@@ -92,7 +92,7 @@ int run_master(int argc, char** argv) {
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const auto& cli = std::get<common::CommandLine>(parsed);
   if (!cli.signal.empty() && cli.signal_pid > 0) {
-    return master::signal_master(cli.signal, cli.signal_pid, "");
+    return master::signal_master(cli.signal, cli.signal_pid, "", common::Config{}.upgrade_timeout);
   }
 
   common::Config config;
@@ -102,7 +102,9 @@ int run_master(int argc, char** argv) {
     (void)std::fprintf(stderr, "prefork-httpd: configuration error: %s\n", err.what());
     return cli.test_config ? 1 : common::kExitConfig;
   }
-  if (!cli.signal.empty()) return master::signal_master(cli.signal, 0, config.pidfile);
+  if (!cli.signal.empty()) {
+    return master::signal_master(cli.signal, 0, config.pidfile, config.upgrade_timeout);
+  }
   if (cli.test_config) {
     (void)std::printf("prefork-httpd: configuration %s is valid\n", config.source.c_str());
     return common::kExitOk;
