@@ -300,6 +300,41 @@ TEST(Lifecycle, SignalReloadAsRootGetsTheAnswerOfAMasterRunningAsAnotherUser) {
   EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
 
+// A master that never answers (here a process that ignores SIGUSR2) leaves the command waiting
+// only for the configured upgrade_timeout plus 5 s: with --pid, -c still names the timeout.
+TEST(Lifecycle, SignalUpgradeGivesUpAfterTheConfiguredUpgradeTimeout) {
+  TempDir dir;
+  const std::string conf = dir.write("c.conf", "upgrade_timeout = 1\n");
+  const pid_t silent = ::fork();
+  ASSERT_GE(silent, 0);
+  if (silent == 0) {
+    ::execl("/bin/sh", "sh", "-c", "trap '' USR2; exec sleep 30", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Once it runs sleep, SIGUSR2 is ignored (the shell set that before the exec).
+  const std::string comm = "/proc/" + std::to_string(silent) + "/comm";
+  const auto exec_deadline = Clock::now() + 5s;
+  while (read_file(comm) != "sleep\n" && Clock::now() < exec_deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  if (read_file(comm) != "sleep\n") {
+    ::kill(silent, SIGKILL);
+    ::waitpid(silent, nullptr, 0);
+    FAIL() << "the stand-in master did not start";
+  }
+  const auto start = Clock::now();
+  const auto [code, out] =
+      run_binary("--signal upgrade --pid " + std::to_string(silent) + " -c " + conf);
+  const auto waited = Clock::now() - start;
+  ::kill(silent, SIGKILL);
+  ::waitpid(silent, nullptr, 0);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("upgrade: no answer from the master (pid " + std::to_string(silent) +
+                             ") within 6000 ms"));
+  EXPECT_GE(waited, 6s);
+  EXPECT_LT(waited, 10s);
+}
+
 // Per-connection mode has no generation to start: the answer comes once the configuration is in
 // force, and a stopping master says so instead of leaving the command waiting.
 TEST(Lifecycle, SignalReloadInPerConnectionModeAndWhileStopping) {
