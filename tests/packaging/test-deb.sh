@@ -469,6 +469,60 @@ rc=0; wait "$server_pid" || rc=$?
 server_pid=""
 [ $rc -eq 0 ] || die "the old master exited with status $rc"
 ok "the old master drained and exited with status 0"
+
+# The postinst's in-place upgrade, for real: the installed script runs as dpkg runs it on an
+# upgrade ("configure OLD-VERSION"), in a private mount namespace where /run/systemd/system
+# exists (a tmpfs over /run), with stand-ins for what only a running systemd answers: systemctl
+# (the service is active, its MainPID is our master), deb-systemd-invoke and deb-systemd-helper
+# (nothing to start or enable), and policy-rc.d (first denying, as in a build chroot: nothing may
+# happen; then allowing).
+run_postinst() {  # run_postinst: the installed postinst, "configure $version", output in $out
+  rc=0
+  # shellcheck disable=SC2016  # $0 and $1 are the inner shell's
+  out=$(PATH="$tmp/fake:$PATH" timeout 120 unshare -m --propagation private sh -c \
+          'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$0" configure "$1"' \
+          "$maint.postinst" "$version" 2>&1) || rc=$?
+  echo "$out" | sed 's/^/  | /'
+  [ $rc -eq 0 ] || die "postinst configure $version exited with status $rc"
+}
+if unshare -m --propagation private true 2>/dev/null; then
+  mkdir -p "$tmp/fake"
+  {
+    echo '#!/bin/sh'
+    echo 'case "$*" in'
+    echo '  "is-active prefork-httpd.service") echo active ;;'
+    echo "  \"show --property=MainPID --value prefork-httpd.service\") echo $master_pid ;;"
+    echo '  "--system daemon-reload") ;;'
+    echo '  *) echo "systemctl stand-in: unexpected: $*" >&2; exit 1 ;;'
+    echo 'esac'
+  } >"$tmp/fake/systemctl"
+  printf '#!/bin/sh\necho "deb-systemd-invoke $*" >&2\n' >"$tmp/fake/deb-systemd-invoke"
+  printf '#!/bin/sh\nexit 0\n' >"$tmp/fake/deb-systemd-helper"
+  printf '#!/bin/sh\nexit 101\n' >"$tmp/fake/policy-rc.d"
+  chmod 755 "$tmp"/fake/*
+  old_master=$master_pid
+  run_postinst
+  if echo "$out" | grep -q 'upgrade'; then die "the postinst upgraded although policy-rc.d said 101"; fi
+  [ "$(cat "$RUNDIR/prefork-httpd.pid")" = "$old_master" ] || die "the master changed under policy 101"
+  ok "postinst configure $version with policy-rc.d denying: no upgrade"
+  printf '#!/bin/sh\nexit 0\n' >"$tmp/fake/policy-rc.d"
+  run_postinst
+  echo "$out" | grep -q 'upgrade: the new master serves' || die "the postinst did not upgrade in place"
+  echo "$out" | grep -q "deb-systemd-invoke start prefork-httpd.service" ||
+    die "the postinst did not ask to start the service"
+  if echo "$out" | grep -Eq 'deb-systemd-invoke (restart|try-restart|stop)'; then
+    die "the postinst restarted or stopped the service"
+  fi
+  master_pid=$(cat "$RUNDIR/prefork-httpd.pid")
+  [ "$master_pid" != "$old_master" ] || die "the pidfile still names the old master $old_master"
+  check "the master the postinst's upgrade started answers" \
+    curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/"
+  for _ in $(seq 200); do gone "$old_master" && break; sleep 0.2; done
+  gone "$old_master" || die "the old master did not exit after the postinst's upgrade"
+  ok "postinst configure $version: upgraded in place to master pid $master_pid; the old one drained"
+else
+  echo "  SKIP: no private mount namespace (unshare -m): the postinst's upgrade was not run"
+fi
 kill -TERM "$master_pid"
 for _ in $(seq 200); do gone "$master_pid" && break; sleep 0.2; done
 gone "$master_pid" || die "the new master did not stop within 40 s of SIGTERM"
