@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -288,9 +289,16 @@ TEST_F(SignalReload, APlainHupStillReloads) {
 // user, which may not signal a root process: the command makes itself answerable.
 TEST(Lifecycle, SignalReloadAsRootGetsTheAnswerOfAMasterRunningAsAnotherUser) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root: the command runs as root, the master not";
+  // nobody runs a copy that it can reach whatever the build tree's permissions (umask 077).
+  TempDir bin;
+  const std::string exe = bin.path() + "/prefork-httpd";
+  std::filesystem::copy_file(PREFORK_HTTPD_BINARY, exe);
+  ASSERT_EQ(::chmod(exe.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(bin.path().c_str(), 0755), 0);
   ServerProcess server(
       {.args = {"--workers", "1"},
-       .wrapper = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}});
+       .wrapper = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   "/bin/sh", "-c", "shift; exec \"$0\" \"$@\"", exe}});
   struct stat proc {};
   ASSERT_EQ(::stat(("/proc/" + std::to_string(server.pid())).c_str(), &proc), 0);
   ASSERT_EQ(proc.st_uid, 65534U);  // the master runs as nobody
