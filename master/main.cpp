@@ -85,6 +85,18 @@ void log_startup(const common::Config& config, const std::vector<common::Listene
   for (const auto& l : listeners) spdlog::info("listening on {}", l.bound);
 }
 
+// How long `--signal upgrade --pid PID` waits: the configured upgrade_timeout when -c names a
+// readable configuration, else the default. The configuration is not required here: a reload
+// must reach the master (which reports a broken file) even when the file is broken.
+common::Millis upgrade_timeout_of(const common::CommandLine& cli) {
+  if (cli.config_path.empty()) return common::Config{}.upgrade_timeout;
+  try {
+    return common::load_config(cli.config_path, cli.overrides).upgrade_timeout;
+  } catch (const common::ConfigError&) {
+    return common::Config{}.upgrade_timeout;
+  }
+}
+
 // The master's whole life: everything main() does, as an exit code.
 int run_master(int argc, char** argv) {
   const auto executable = master::resolve_executable(argc, argv);
@@ -92,7 +104,7 @@ int run_master(int argc, char** argv) {
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const auto& cli = std::get<common::CommandLine>(parsed);
   if (!cli.signal.empty() && cli.signal_pid > 0) {
-    return master::signal_master(cli.signal, cli.signal_pid, "");
+    return master::signal_master(cli.signal, cli.signal_pid, "", upgrade_timeout_of(cli));
   }
 
   common::Config config;
@@ -102,7 +114,9 @@ int run_master(int argc, char** argv) {
     (void)std::fprintf(stderr, "prefork-httpd: configuration error: %s\n", err.what());
     return cli.test_config ? 1 : common::kExitConfig;
   }
-  if (!cli.signal.empty()) return master::signal_master(cli.signal, 0, config.pidfile);
+  if (!cli.signal.empty()) {
+    return master::signal_master(cli.signal, 0, config.pidfile, config.upgrade_timeout);
+  }
   if (cli.test_config) {
     (void)std::printf("prefork-httpd: configuration %s is valid\n", config.source.c_str());
     return common::kExitOk;

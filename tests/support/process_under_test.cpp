@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -154,6 +155,16 @@ bool wait_gone(pid_t pid, Duration timeout) {
 
 ProcessUnderTest::ProcessUnderTest(std::string log_name) : log_name_(std::move(log_name)) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+std::pair<int, std::string> run_command(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  while (const std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 std::string ProcessUnderTest::log_since(LogMark from) const {
