@@ -17,17 +17,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using Clock = std::chrono::steady_clock;
 
-// Runs the binary to completion (for -t, --version, bad configs); returns exit code and output.
-std::pair<int, std::string> run_binary(const std::string& args) {
-  const std::string command = std::string(PREFORK_HTTPD_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (const std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 TEST(Lifecycle, SigtermWhileARequestIsHalfSentStillAnswersIt) {
   ServerProcess server({.args = {"--workers", "2", "--set", "graceful_timeout=5"}});
   Client c(server.port());

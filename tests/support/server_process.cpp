@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -45,6 +46,19 @@ using Clock = std::chrono::steady_clock;
 }
 
 }  // namespace
+
+std::pair<int, std::string> run_binary(const std::string& args,
+                                       const std::vector<std::string>& env) {
+  std::string command = "env";
+  for (const auto& entry : env) command += " '" + entry + "'";
+  command += std::string(" ") + PREFORK_HTTPD_BINARY + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (const std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
 
 ServerProcess::ServerProcess(ServerOptions options) : ProcessUnderTest("server.log") {
   std::vector<std::string> argv = options.wrapper;
