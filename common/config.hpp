@@ -85,6 +85,9 @@ struct Config {
 
   // Resolved value of `workers` (auto -> CPUs).
   [[nodiscard]] unsigned worker_count() const;
+
+  // Every field: the documentation test compares a documented default with the built-in one.
+  bool operator==(const Config&) const = default;
 };
 
 class ConfigError : public std::runtime_error {
