@@ -219,7 +219,7 @@ std::vector<Listener> listeners_from_systemd() {
 namespace {
 
 constexpr int kFirstPassedFd = 3;  // SD_LISTEN_FDS_START
-constexpr const char* kUpgradeSpecs = "PREFORK_HTTPD_LISTENERS";
+constexpr const char* kUpgradeSpecs = kUpgradeListenersVariable;
 
 }  // namespace
 

@@ -30,8 +30,12 @@ namespace {
 using namespace prefork;
 
 // Loads and fully validates the configuration (listen addresses included) without binding.
-common::Config load_checked(const common::CommandLine& cli) {
-  common::Config config = common::load_config(cli.config_path, cli.overrides);
+// `environment` is the master's own, read once at start: a reload applies the same variables
+// again (nothing outside can change a running process's environment; a changed systemd
+// Environment= takes a restart).
+common::Config load_checked(const common::CommandLine& cli,
+                            const common::Environment& environment) {
+  common::Config config = common::load_config(cli.config_path, cli.overrides, environment);
   // An unknown user or group is a configuration error (exit 2; a reload keeps the old config).
   const auto credentials = master::resolve_child_credentials(config, ::geteuid() == 0);
   const auto& running = master::child_credentials();
@@ -107,9 +111,10 @@ int run_master(int argc, char** argv) {
     return master::signal_master(cli.signal, cli.signal_pid, "", upgrade_timeout_of(cli));
   }
 
+  const auto environment = common::configuration_environment(environ);
   common::Config config;
   try {
-    config = load_checked(cli);
+    config = load_checked(cli, environment);
   } catch (const common::ConfigError& err) {
     (void)std::fprintf(stderr, "prefork-httpd: configuration error: %s\n", err.what());
     return cli.test_config ? 1 : common::kExitConfig;
@@ -187,8 +192,8 @@ int run_master(int argc, char** argv) {
   try {
     master::Supervisor supervisor(
         config, std::move(listeners), {worker::run, worker::serve_connection},
-        [cli, activated] {
-          common::Config next = load_checked(cli);
+        [cli, environment, activated] {
+          common::Config next = load_checked(cli, environment);
           if (!activated.empty()) next.listen = activated;
           // A log file new in this configuration is created and handed to the children's
           // user, as at startup.

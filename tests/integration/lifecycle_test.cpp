@@ -20,11 +20,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using Clock = std::chrono::steady_clock;
 
-// Runs the binary to completion (for -t, --version, bad configs); returns exit code and output.
-std::pair<int, std::string> run_binary(const std::string& args) {
-  return run_command(std::string(PREFORK_HTTPD_BINARY) + " " + args);
-}
-
 TEST(Lifecycle, SigtermWhileARequestIsHalfSentStillAnswersIt) {
   ServerProcess server({.args = {"--workers", "2", "--set", "graceful_timeout=5"}});
   Client c(server.port());

@@ -13,7 +13,9 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/unique_fd.hpp"
 
@@ -40,6 +42,21 @@ char process_state(pid_t pid, pid_t* ppid) {
   rest >> state >> *ppid;
   return state;
 }
+
+// Tests pass whatever their parent left behind: server configuration in the environment
+// (PREFORK_HTTPD_<KEY>, PORT) is not theirs to inherit, so no server a test starts sees it;
+// a test that wants some passes it explicitly.
+const bool kConfigurationEnvironmentCleared = [] {
+  std::vector<std::string> names;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (text.starts_with("PREFORK_HTTPD_") || text.starts_with("PORT=")) {
+      names.emplace_back(text.substr(0, text.find('=')));
+    }
+  }
+  for (const std::string& name : names) ::unsetenv(name.c_str());
+  return true;
+}();
 
 }  // namespace
 
