@@ -20,6 +20,8 @@ class Cidr {
   // True when `addr` (IPv4, IPv6, or IPv4-mapped IPv6) lies in the range.
   [[nodiscard]] bool contains(const sockaddr* addr) const;
   [[nodiscard]] const std::string& text() const { return text_; }
+  // The same range written the same way.
+  bool operator==(const Cidr&) const = default;
 
  private:
   std::array<std::uint8_t, 16> bytes_{};  // IPv4 stored in the first 4 bytes

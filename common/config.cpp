@@ -19,11 +19,18 @@ namespace prefork::common {
 namespace {
 
 constexpr std::string_view kCommandLine = "command line";
+// A value from the environment is reported as "environment variable NAME".
+constexpr std::string_view kEnvironmentSource = "environment variable ";
+
+// A command-line or environment value has no line to name.
+bool has_lines(std::string_view source) {
+  return source != kCommandLine && !source.starts_with(kEnvironmentSource);
+}
 
 std::string where(const toml::node& node) {
   const auto& src = node.source();
   std::string text = src.path ? *src.path : std::string("<unknown>");
-  if (text != kCommandLine && src.begin.line > 0) {
+  if (has_lines(text) && src.begin.line > 0) {
     // Appended piece by piece: `"literal" + std::string` trips GCC 12's -Wrestrict false
     // positive at -O3 (GCC bug 105651), and warnings are errors.
     text += ':';
@@ -361,37 +368,86 @@ toml::table parse_text(std::string_view text, std::string_view source) {
   }
 }
 
-// A command-line value is TOML when it parses as such ("5", "[\"a\"]"), else a plain string.
-toml::table parse_override(const Override& item) {
+// A command-line or environment value is TOML when it parses as such ("5", "[\"a\"]"), else a
+// plain string. `source` names where it came from in messages.
+toml::table parse_override(const Override& item, std::string_view source = kCommandLine) {
   // Only what TOML allows in a bare key: anything else ('#', a newline) would change what the
   // line below means.
   const bool bare = !item.key.empty() && std::all_of(item.key.begin(), item.key.end(), [](char ch) {
     return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_' || ch == '-';
   });
   if (!bare) {
-    throw ConfigError(std::string(kCommandLine) + ": '" + item.key +
-                      "' is not a configuration key");
+    throw ConfigError(std::string(source) + ": '" + item.key + "' is not a configuration key");
   }
   try {
     // One key only: a value such as "1\nworkers = 9" is a string, not a second setting.
-    toml::table table = toml::parse(item.key + " = " + item.value, kCommandLine);
+    toml::table table = toml::parse(item.key + " = " + item.value, source);
     if (table.size() == 1) return table;
   } catch (const toml::parse_error&) {
   }
   std::ostringstream quoted;  // toml++ prints a string value as a valid TOML string literal
   quoted << toml::value<std::string>(item.value);
   try {
-    return toml::parse(item.key + " = " + quoted.str(), kCommandLine);
+    return toml::parse(item.key + " = " + quoted.str(), source);
   } catch (const toml::parse_error& err) {
-    throw ConfigError(std::string(kCommandLine) + ": key '" + item.key +
+    throw ConfigError(std::string(source) + ": key '" + item.key +
                       "': cannot read the value: " + std::string(err.description()));
   }
 }
 
-Config build(toml::table table, std::string source, const std::vector<Override>& overrides) {
-  for (const auto& item : overrides) {
-    for (auto&& [key, node] : parse_override(item)) table.insert_or_assign(key, std::move(node));
+void merge(toml::table& into, toml::table&& from) {
+  for (auto&& [key, node] : from) into.insert_or_assign(key, std::move(node));
+}
+
+// PREFORK_HTTPD_<KEY> for `key`.
+std::string variable_of(std::string_view key) {
+  std::string name(kEnvironmentPrefix);
+  for (const char ch : key) name += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+bool is_upgrade_variable(std::string_view name) {
+  return name == kUpgradeFdVariable || name == kUpgradeListenersVariable;
+}
+
+// The environment layer: each PREFORK_HTTPD_ variable sets its key, read as a command-line
+// value is; a variable with the prefix that names no key is an error, as an unknown key is.
+void apply_environment(toml::table& table, const Environment& environment) {
+  const auto keys = config_keys();
+  for (const auto& variable : environment) {
+    if (!variable.name.starts_with(kEnvironmentPrefix) || is_upgrade_variable(variable.name)) {
+      continue;
+    }
+    const std::string source = std::string(kEnvironmentSource) + variable.name;
+    const auto key = std::find_if(keys.begin(), keys.end(), [&](std::string_view k) {
+      return variable_of(k) == variable.name;
+    });
+    if (key == keys.end()) {
+      throw ConfigError(source + ": names no configuration key (" +
+                        std::string(kEnvironmentPrefix) + "KEY, the key in upper case, e.g. " +
+                        variable_of("workers") + ")");
+    }
+    merge(table, parse_override({std::string(*key), variable.value}, source));
   }
+}
+
+// PORT (the convention of platforms that choose the port) when no layer gave `listen`; an
+// empty PORT counts as unset.
+void apply_port(toml::table& table, const Environment& environment) {
+  if (table.contains("listen")) return;
+  for (const auto& variable : environment) {
+    if (variable.name != kPortVariable || variable.value.empty()) continue;
+    // "[::]:..." never parses as TOML, so it is read as a string and checked as an address.
+    merge(table, parse_override({"listen", "[::]:" + variable.value},
+                                std::string(kEnvironmentSource) + variable.name));
+  }
+}
+
+Config build(toml::table table, std::string source, const std::vector<Override>& overrides,
+             const Environment& environment) {
+  apply_environment(table, environment);
+  for (const auto& item : overrides) merge(table, parse_override(item));
+  apply_port(table, environment);
   Config config;
   config.source = std::move(source);
   for (auto&& [key, node] : table) {
@@ -423,13 +479,36 @@ unsigned Config::worker_count() const {
   return cpus > 0 ? static_cast<unsigned>(cpus) : 1U;
 }
 
-Config parse_config(std::string_view text, const std::string& source_name,
-                    const std::vector<Override>& overrides) {
-  return build(parse_text(text, source_name), source_name, overrides);
+Environment configuration_environment(const char* const* envp) {
+  Environment out;
+  for (; envp != nullptr && *envp != nullptr; ++envp) {
+    const std::string_view entry(*envp);
+    const auto eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    EnvironmentVariable variable{std::string(entry.substr(0, eq)),
+                                 std::string(entry.substr(eq + 1))};
+    if (variable.name.starts_with(kEnvironmentPrefix) || variable.name == kPortVariable) {
+      out.push_back(std::move(variable));
+    }
+  }
+  return out;
 }
 
-Config load_config(const std::string& path, const std::vector<Override>& overrides) {
-  if (path.empty()) return build(toml::table{}, "<built-in defaults>", overrides);
+std::vector<std::string_view> config_keys() {
+  std::vector<std::string_view> keys;
+  keys.reserve(setters().size());
+  for (const auto& entry : setters()) keys.push_back(entry.first);
+  return keys;
+}
+
+Config parse_config(std::string_view text, const std::string& source_name,
+                    const std::vector<Override>& overrides, const Environment& environment) {
+  return build(parse_text(text, source_name), source_name, overrides, environment);
+}
+
+Config load_config(const std::string& path, const std::vector<Override>& overrides,
+                   const Environment& environment) {
+  if (path.empty()) return build(toml::table{}, "<built-in defaults>", overrides, environment);
   // A directory opens, reads as nothing, and would pass for an empty file: the defaults.
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored)) {
@@ -439,7 +518,7 @@ Config load_config(const std::string& path, const std::vector<Override>& overrid
   if (!in) throw ConfigError(path + ": cannot open: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
-  return parse_config(text.str(), path, overrides);
+  return parse_config(text.str(), path, overrides, environment);
 }
 
 }  // namespace prefork::common

@@ -1,6 +1,6 @@
-// The server configuration: built-in defaults, the TOML file, and command-line overrides
-// (master; children receive a copy across fork). Every error names file, line, key and what
-// was expected, so a bad file is rejected before anything changes.
+// The server configuration: built-in defaults, the TOML file, the environment and command-line
+// overrides (master; children receive a copy across fork). Every error names file, line, key and
+// what was expected, so a bad file is rejected before anything changes.
 #pragma once
 
 #include <cstdint>
@@ -95,6 +95,9 @@ struct Config {
 
   // Resolved value of `workers` (auto -> CPUs).
   [[nodiscard]] unsigned worker_count() const;
+
+  // Every field: the documentation test compares a documented default with the built-in one.
+  bool operator==(const Config&) const = default;
 };
 
 class ConfigError : public std::runtime_error {
@@ -109,11 +112,37 @@ struct Override {
   std::string value;
 };
 
-// Reads `path` (empty: defaults only), then applies overrides in order. Throws ConfigError.
-Config load_config(const std::string& path, const std::vector<Override>& overrides = {});
+// One variable of the process environment.
+struct EnvironmentVariable {
+  std::string name;
+  std::string value;
+};
+using Environment = std::vector<EnvironmentVariable>;
+
+// Every key can be set as PREFORK_HTTPD_<KEY> (the key in upper case); PORT, when no layer
+// sets `listen`, means listen = "[::]:$PORT". Variables a master sets for the executable it
+// starts on a binary upgrade share the prefix but are not configuration.
+inline constexpr std::string_view kEnvironmentPrefix = "PREFORK_HTTPD_";
+inline constexpr std::string_view kPortVariable = "PORT";
+inline constexpr const char* kUpgradeFdVariable = "PREFORK_HTTPD_UPGRADE_FD";
+inline constexpr const char* kUpgradeListenersVariable = "PREFORK_HTTPD_LISTENERS";
+
+// The variables of `envp` (NAME=VALUE strings, as `environ`) that configure the server: those
+// with the prefix (upgrade variables aside) and PORT.
+Environment configuration_environment(const char* const* envp);
+
+// The configuration keys, in the order the setters know them.
+std::vector<std::string_view> config_keys();
+
+// Reads `path` (empty: defaults only), then applies `environment` (its PREFORK_HTTPD_ variables,
+// then PORT) and the command-line overrides in order: file < environment < command line.
+// Throws ConfigError.
+Config load_config(const std::string& path, const std::vector<Override>& overrides = {},
+                   const Environment& environment = {});
 
 // Same, from text already in memory (tests); `source_name` is used in messages.
 Config parse_config(std::string_view text, const std::string& source_name,
-                    const std::vector<Override>& overrides = {});
+                    const std::vector<Override>& overrides = {},
+                    const Environment& environment = {});
 
 }  // namespace prefork::common

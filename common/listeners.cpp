@@ -177,6 +177,16 @@ void OwnedSocketPath::remove() noexcept {
   path_.clear();
 }
 
+std::optional<ListenQueue> listen_queue(int fd) {
+  tcp_info info{};
+  socklen_t length = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+      info.tcpi_state != TCP_LISTEN) {
+    return std::nullopt;
+  }
+  return ListenQueue{info.tcpi_unacked, info.tcpi_sacked};
+}
+
 std::vector<Listener> listeners_from_systemd() {
   std::vector<Listener> out;
   const char* pid_text = std::getenv("LISTEN_PID");
@@ -209,7 +219,7 @@ std::vector<Listener> listeners_from_systemd() {
 namespace {
 
 constexpr int kFirstPassedFd = 3;  // SD_LISTEN_FDS_START
-constexpr const char* kUpgradeSpecs = "PREFORK_HTTPD_LISTENERS";
+constexpr const char* kUpgradeSpecs = kUpgradeListenersVariable;
 
 }  // namespace
 

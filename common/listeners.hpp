@@ -5,6 +5,8 @@
 
 #include <sys/socket.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,17 @@ struct Listener {
   OwnedSocketPath path;  // unix-domain sockets we created (destroyed first: unlink, then close)
   bool proxy_protocol = false;  // connections start with a PROXY protocol header
 };
+
+// A listening socket's accept queue: connections the kernel completed that nobody accepted
+// yet, and how many it keeps before refusing (the listen() backlog, capped by somaxconn).
+struct ListenQueue {
+  std::uint32_t queued = 0;
+  std::uint32_t limit = 0;
+};
+
+// Linux reports both through TCP_INFO for a TCP socket in LISTEN state (tcpi_unacked and
+// tcpi_sacked); nullopt for any other socket (a unix-domain one).
+std::optional<ListenQueue> listen_queue(int fd);
 
 struct ListenOptions {
   int backlog = 4096;           // capped by net.core.somaxconn

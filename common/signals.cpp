@@ -33,10 +33,16 @@ UniqueFd open_signalfd(const sigset_t& set) {
 }
 
 std::optional<int> read_signal(int signal_fd) {
+  const auto info = read_signal_info(signal_fd);
+  if (!info) return std::nullopt;
+  return static_cast<int>(info->ssi_signo);
+}
+
+std::optional<signalfd_siginfo> read_signal_info(int signal_fd) {
   signalfd_siginfo info{};
   for (;;) {
     const ssize_t n = ::read(signal_fd, &info, sizeof info);
-    if (n == static_cast<ssize_t>(sizeof info)) return static_cast<int>(info.ssi_signo);
+    if (n == static_cast<ssize_t>(sizeof info)) return info;
     if (n < 0 && errno == EINTR) continue;
     return std::nullopt;  // EAGAIN: nothing pending
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/signalfd.h>
 
 #include <initializer_list>
 #include <optional>
@@ -36,6 +37,9 @@ UniqueFd open_signalfd(const sigset_t& set);
 
 // Next pending signal from a signalfd, or nullopt when none is left.
 std::optional<int> read_signal(int signal_fd);
+
+// The same with what the kernel says about it (sender pid, si_code, sigqueue value).
+std::optional<signalfd_siginfo> read_signal_info(int signal_fd);
 
 // Once, at master startup: any signal our parent left ignored (nohup, some init scripts) goes
 // back to its default action. Ignoring survives exec and fork; handlers do not survive exec.

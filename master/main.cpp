@@ -30,8 +30,12 @@ namespace {
 using namespace prefork;
 
 // Loads and fully validates the configuration (listen addresses included) without binding.
-common::Config load_checked(const common::CommandLine& cli) {
-  common::Config config = common::load_config(cli.config_path, cli.overrides);
+// `environment` is the master's own, read once at start: a reload applies the same variables
+// again (nothing outside can change a running process's environment; a changed systemd
+// Environment= takes a restart).
+common::Config load_checked(const common::CommandLine& cli,
+                            const common::Environment& environment) {
+  common::Config config = common::load_config(cli.config_path, cli.overrides, environment);
   // An unknown user or group is a configuration error (exit 2; a reload keeps the old config).
   const auto credentials = master::resolve_child_credentials(config, ::geteuid() == 0);
   const auto& running = master::child_credentials();
@@ -85,6 +89,18 @@ void log_startup(const common::Config& config, const std::vector<common::Listene
   for (const auto& l : listeners) spdlog::info("listening on {}", l.bound);
 }
 
+// How long `--signal upgrade --pid PID` waits: the configured upgrade_timeout when -c names a
+// readable configuration, else the default. The configuration is not required here: a reload
+// must reach the master (which reports a broken file) even when the file is broken.
+common::Millis upgrade_timeout_of(const common::CommandLine& cli) {
+  if (cli.config_path.empty()) return common::Config{}.upgrade_timeout;
+  try {
+    return common::load_config(cli.config_path, cli.overrides).upgrade_timeout;
+  } catch (const common::ConfigError&) {
+    return common::Config{}.upgrade_timeout;
+  }
+}
+
 // The master's whole life: everything main() does, as an exit code.
 int run_master(int argc, char** argv) {
   const auto executable = master::resolve_executable(argc, argv);
@@ -92,17 +108,20 @@ int run_master(int argc, char** argv) {
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const auto& cli = std::get<common::CommandLine>(parsed);
   if (!cli.signal.empty() && cli.signal_pid > 0) {
-    return master::signal_master(cli.signal, cli.signal_pid, "");
+    return master::signal_master(cli.signal, cli.signal_pid, "", upgrade_timeout_of(cli));
   }
 
+  const auto environment = common::configuration_environment(environ);
   common::Config config;
   try {
-    config = load_checked(cli);
+    config = load_checked(cli, environment);
   } catch (const common::ConfigError& err) {
     (void)std::fprintf(stderr, "prefork-httpd: configuration error: %s\n", err.what());
     return cli.test_config ? 1 : common::kExitConfig;
   }
-  if (!cli.signal.empty()) return master::signal_master(cli.signal, 0, config.pidfile);
+  if (!cli.signal.empty()) {
+    return master::signal_master(cli.signal, 0, config.pidfile, config.upgrade_timeout);
+  }
   if (cli.test_config) {
     (void)std::printf("prefork-httpd: configuration %s is valid\n", config.source.c_str());
     return common::kExitOk;
@@ -173,8 +192,8 @@ int run_master(int argc, char** argv) {
   try {
     master::Supervisor supervisor(
         config, std::move(listeners), {worker::run, worker::serve_connection},
-        [cli, activated] {
-          common::Config next = load_checked(cli);
+        [cli, environment, activated] {
+          common::Config next = load_checked(cli, environment);
           if (!activated.empty()) next.listen = activated;
           // A log file new in this configuration is created and handed to the children's
           // user, as at startup.

@@ -101,6 +101,7 @@ int Supervisor::run() {
     resize_pool();
     maintain_pool();
     accept_connections();
+    publish_listen_queues();
     if (phase_ == Phase::kAnnouncing && monotonic_ms() >= drain_at_) {
       start_draining("drain_delay over");
     }
@@ -126,12 +127,11 @@ void Supervisor::wait_for_events() {
 }
 
 void Supervisor::drain_signals() {
-  while (const auto signo = common::read_signal(signal_fd_.get())) {
-    switch (*signo) {
+  while (const auto info = common::read_signal_info(signal_fd_.get())) {
+    const auto signo = static_cast<int>(info->ssi_signo);
+    switch (signo) {
       case SIGTERM:
-      case SIGQUIT:
-        begin_graceful_stop(common::kExitOk, common::signal_name(*signo).c_str());
-        break;
+      case SIGQUIT: begin_graceful_stop(common::kExitOk, common::signal_name(signo).c_str()); break;
       case SIGINT: begin_fast_stop(common::kExitOk, "SIGINT"); break;
       case SIGHUP: reload_requested_ = true; break;
       case SIGUSR1: reopen_requested_ = true; break;
@@ -140,7 +140,19 @@ void Supervisor::drain_signals() {
       case SIGTTOU: --resize_delta_; break;
       default: break;  // SIGCHLD: reaping happens on every wake-up anyway; SIGWINCH: ignored
     }
+    note_control_request(*info);
   }
+}
+
+// `prefork-httpd --signal reload|upgrade` waits for the outcome (see master/control.hpp); a
+// plain kill carries no request for an answer and gets none.
+void Supervisor::note_control_request(const signalfd_siginfo& info) {
+  ControlReplies* replies = nullptr;
+  if (info.ssi_signo == SIGHUP) replies = &reload_replies_;
+  if (info.ssi_signo == SIGUSR2) replies = &upgrade_replies_;
+  if (replies == nullptr) return;
+  replies->note(info);
+  if (!serving()) replies->answer(ControlOutcome::kStopping);
 }
 
 void Supervisor::reap_children() {
@@ -205,6 +217,7 @@ void Supervisor::reload() {
   } catch (const std::exception& err) {
     spdlog::error("reload failed, keeping the running configuration: {}", err.what());
     notify("READY=1\nSTATUS=reload failed; running the previous configuration");
+    reload_replies_.answer(ControlOutcome::kRejected);
     return;
   }
   apply_listeners(next.listen, std::move(added));
@@ -213,6 +226,7 @@ void Supervisor::reload() {
   if (config_.mode == common::Mode::kPrefork) {
     const unsigned gen = pool_.start_generation(monotonic_ms());
     ready_notified_ = false;
+    reload_starting_.take(reload_replies_);  // answered once the new generation serves
     spdlog::info("starting generation {} with {} workers", gen, config_.worker_count());
   } else {
     // Per-connection mode has no workers to start: new children carry the next generation, and
@@ -221,6 +235,7 @@ void Supervisor::reload() {
     spdlog::info("configuration reloaded (generation {}): accepting, up to {} children", gen,
                  config_.max_children);
     notify("READY=1\nSTATUS=reloaded");
+    reload_replies_.answer(ControlOutcome::kApplied);
   }
 }
 
@@ -234,6 +249,7 @@ void Supervisor::begin_upgrade() {
   }
   if (options_.executable.path.empty()) {
     spdlog::warn("SIGUSR2 ignored: the executable's path is unknown");
+    upgrade_replies_.answer(ControlOutcome::kRejected);
     return;
   }
   notify(reloading_message() + "\nSTATUS=upgrading");
@@ -244,6 +260,7 @@ void Supervisor::begin_upgrade() {
     upgrade_.reset();
     spdlog::error("upgrade failed, still serving: {}", err.what());
     notify("READY=1\nSTATUS=upgrade failed; still serving");
+    upgrade_replies_.answer(ControlOutcome::kRejected);
     return;
   }
   spdlog::info("SIGUSR2: upgrading: started {} as pid {}; it has {} ms to serve",
@@ -280,6 +297,7 @@ void Supervisor::on_upgrade_child_exit(int status) {
     spdlog::error("upgrade failed: new master pid {} {}; still serving (prefork-httpd {})",
                   upgrade_->pid(), how, common::kVersion);
     notify("READY=1\nSTATUS=upgrade failed; still serving");
+    upgrade_replies_.answer(ControlOutcome::kRejected);
   }
   upgrade_.reset();
 }
@@ -293,6 +311,7 @@ void Supervisor::hand_over() {
   notify("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=upgraded; new master pid " +
          std::to_string(pid) + " serving");
   handed_over_ = true;
+  upgrade_replies_.answer(ControlOutcome::kApplied);
   upgrade_->close_report();
   for (auto& l : listeners_) l.path.release();  // the socket files are the new master's now
   start_draining("binary upgrade");
@@ -365,6 +384,20 @@ void Supervisor::maintain_pool() {
   }
 }
 
+// For the status page and metrics: a per-connection child holds no listening socket to ask,
+// and one place to look keeps both modes alike (at most kMaintenanceInterval old).
+void Supervisor::publish_listen_queues() {
+  auto& published = scoreboard_->header().listen_queues;
+  for (std::size_t i = 0; i < published.size(); ++i) {
+    const auto queue = i < listeners_.size() && listeners_[i].fd
+                           ? common::listen_queue(listeners_[i].fd.get())
+                           : std::nullopt;
+    published[i].store(
+        queue ? common::ScoreboardHeader::pack_queue(queue->queued, queue->limit) : 0,
+        std::memory_order_relaxed);
+  }
+}
+
 void Supervisor::accept_connections() {
   if (config_.mode != common::Mode::kPerConnection) return;
   forker_.accept_from(readable_listeners_, pool_.generation(), monotonic_ms());
@@ -396,6 +429,7 @@ void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
 
 void Supervisor::start_draining(const char* why) {
   phase_ = Phase::kDraining;
+  answer_waiting_as_stopping();
   stop_deadline_ = monotonic_ms() + config_.graceful_timeout;
   spdlog::info("{}: graceful stop; draining {} children (up to {} ms)", why, live_children(),
                config_.graceful_timeout);
@@ -409,6 +443,7 @@ void Supervisor::begin_fast_stop(int exit_code, const char* why) {
   if (upgrade_ && !handed_over_) abandon_upgrade("the server is stopping");
   if (serving()) exit_code_ = exit_code;
   phase_ = Phase::kFastStopping;
+  answer_waiting_as_stopping();
   scoreboard_->header().draining.store(true);
   stop_deadline_ = monotonic_ms() + options_.fast_stop_timeout;
   spdlog::info("{}: fast stop", why);
@@ -442,6 +477,9 @@ void Supervisor::drop_master_fds() {
   signal_fd_.reset();
   upgrade_.reset();
   upgrade_report_.reset();
+  reload_replies_.forget();
+  reload_starting_.forget();
+  upgrade_replies_.forget();
   forker_.drop_fds_in_child();
 }
 
@@ -454,6 +492,7 @@ void Supervisor::notify_ready_once() {
           ? std::to_string(pool_.serving_count()) + " workers serving"
           : "accepting, up to " + std::to_string(config_.max_children) + " children";
   spdlog::info("ready: {}", status);
+  reload_starting_.answer(ControlOutcome::kApplied);  // a reload's new generation serves
   if (upgrade_report_) {
     // An upgrade: the old master tells systemd (MAINPID) once we have said that we serve.
     if (options_.before_taking_over) options_.before_taking_over();
@@ -464,6 +503,12 @@ void Supervisor::notify_ready_once() {
     return;
   }
   notify("READY=1\nSTATUS=" + status);
+}
+
+void Supervisor::answer_waiting_as_stopping() {
+  reload_replies_.answer(ControlOutcome::kStopping);
+  reload_starting_.answer(ControlOutcome::kStopping);
+  upgrade_replies_.answer(ControlOutcome::kStopping);
 }
 
 void Supervisor::notify(const std::string& message) const {

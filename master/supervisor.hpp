@@ -17,6 +17,7 @@
 #include "common/scoreboard.hpp"
 #include "common/unique_fd.hpp"
 #include "master/connection_forker.hpp"
+#include "master/control.hpp"
 #include "master/spawn.hpp"
 #include "master/upgrade.hpp"
 #include "master/worker_pool.hpp"
@@ -61,6 +62,7 @@ class Supervisor {
   // The loop's steps, in order.
   void wait_for_events();
   void drain_signals();
+  void note_control_request(const signalfd_siginfo& info);
   void reap_children();
   void progress_stop();
   void reload();
@@ -73,6 +75,7 @@ class Supervisor {
   void resize_pool();
   void maintain_pool();
   void accept_connections();
+  void publish_listen_queues();
 
   // Listeners across a reload.
   common::Listener* find_listener(const std::string& spec);
@@ -92,6 +95,8 @@ class Supervisor {
   void watch(int fd, std::uint32_t events);
   void drop_master_fds();
   void notify_ready_once();
+  // Answers `prefork-httpd --signal` processes still waiting: the server no longer serves.
+  void answer_waiting_as_stopping();
   // systemd_notify, until we handed the service over to a new master.
   void notify(const std::string& message) const;
   [[nodiscard]] Millis next_wakeup(Millis now) const;
@@ -113,6 +118,9 @@ class Supervisor {
   Millis drain_at_ = 0;  // kAnnouncing: when the real drain starts
   int exit_code_ = 0;
   bool reload_requested_ = false;
+  ControlReplies reload_replies_;   // asked; answered when rejected, else moved on to:
+  ControlReplies reload_starting_;  // accepted; answered when its workers serve
+  ControlReplies upgrade_replies_;  // answered when the new master serves, or failed
   bool upgrade_requested_ = false;
   std::optional<UpgradeInProgress> upgrade_;
   common::UniqueFd upgrade_report_ = take_upgrade_report_fd();  // we were started by an upgrade

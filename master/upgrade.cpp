@@ -9,13 +9,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/config.hpp"
 #include "common/log.hpp"
 #include "common/sys_error.hpp"
 
 namespace prefork::master {
 namespace {
 
-constexpr const char* kReportFdVariable = "PREFORK_HTTPD_UPGRADE_FD";
+constexpr const char* kReportFdVariable = common::kUpgradeFdVariable;
 constexpr std::string_view kServing = "serving\n";
 
 [[noreturn]] void exec_new_image(const Executable& exe,

@@ -80,7 +80,7 @@ void WorkerPool::spawn_due_workers(Millis now) {
 void WorkerPool::spawn_worker(std::size_t slot) {
   const unsigned generation = table_.slot(slot).generation;
   common::ScoreboardSlot& board = context_.scoreboard.slot(slot);
-  board.requests.store(0);
+  board.served.clear();
   board.connections.store(0);
   board.generation.store(generation);
   board.set_state(common::WorkerState::kStarting);
@@ -160,7 +160,7 @@ void WorkerPool::recycle_workers(Millis now) {
   for (std::size_t i = 0; i < table_.capacity(); ++i) {
     const Slot& s = table_.slot(i);
     if (s.state != SlotState::kRunning || s.generation != table_.generation()) continue;
-    if (context_.scoreboard.slot(i).requests.load(std::memory_order_relaxed) <
+    if (context_.scoreboard.slot(i).served.requests.load(std::memory_order_relaxed) <
         context_.config.max_requests) {
       continue;
     }
@@ -200,7 +200,7 @@ WorkerPool::Exit WorkerPool::on_exit(pid_t pid, int status, Millis now) {
   if (out.kind == ExitOutcome::Kind::kUnknownPid) return Exit::kNotOurs;
   common::ScoreboardSlot& board = context_.scoreboard.slot(out.slot);
   board.set_state(common::WorkerState::kEmpty);
-  board.pid.store(0);
+  context_.scoreboard.fold_served(out.slot);  // and the slot has no pid from now on
   board.last_exit_status.store(status);
   board.restarts.store(table_.slot(out.slot).restarts);
   if (common::is_fatal_exit(status)) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 
@@ -32,6 +33,14 @@ void append_combined_escaped(std::string& out, std::string_view text) {
       out.push_back(ch);
     }
   }
+}
+
+// Microseconds as seconds with six decimals ("0.000123").
+void append_seconds(std::string& out, std::uint64_t us) {
+  char text[32];
+  const int n =
+      std::snprintf(text, sizeof text, "%" PRIu64 ".%06" PRIu64, us / 1'000'000, us % 1'000'000);
+  out.append(text, static_cast<std::size_t>(n));
 }
 
 void append_json_field(std::string& out, std::string_view name, std::string_view value) {
@@ -125,8 +134,9 @@ void AccessLog::update_time(std::time_t now) {
 }
 
 void AccessLog::log(std::string_view client, const RequestParser& parser, int status,
-                    std::uint64_t body_bytes) {
-  log({client, parser.request_line(), status, body_bytes, parser.referer(), parser.user_agent()},
+                    std::uint64_t body_bytes, std::uint64_t duration_us) {
+  log({client, parser.request_line(), status, body_bytes, parser.referer(), parser.user_agent(),
+       duration_us},
       static_cast<std::time_t>(common::wall_ms() / 1000));
 }
 
@@ -165,7 +175,10 @@ void AccessLog::format_combined(const AccessRecord& r) {
   } else {
     append_combined_escaped(line_, r.user_agent);
   }
-  line_.push_back('"');
+  // The request time in seconds after the combined fields, as nginx's $request_time is
+  // usually added: log analysers read the combined part and may take this one too.
+  line_.append("\" ");
+  append_seconds(line_, r.duration_us);
 }
 
 void AccessLog::format_json(const AccessRecord& r) {
@@ -183,6 +196,8 @@ void AccessLog::format_json(const AccessRecord& r) {
   append_json_field(line_, "http_referer", r.referer);
   line_.push_back(',');
   append_json_field(line_, "http_user_agent", r.user_agent);
+  line_.append(",\"request_time\":");
+  append_seconds(line_, r.duration_us);
   line_.append(",\"pid\":");
   line_.append(std::to_string(pid_));
   line_.append(",\"slot\":");

@@ -36,6 +36,7 @@ struct AccessRecord {
   std::uint64_t body_bytes = 0;
   std::string_view referer;
   std::string_view user_agent;
+  std::uint64_t duration_us = 0;  // from the request's first read to its response
 };
 
 class AccessLog {
@@ -54,7 +55,7 @@ class AccessLog {
   static AccessLogFormat parse_format(std::string_view format);
 
   void log(std::string_view client, const RequestParser& parser, int status,
-           std::uint64_t body_bytes);
+           std::uint64_t body_bytes, std::uint64_t duration_us);
   void log(const AccessRecord& record, std::time_t now);
 
   // Flushes when the last flush is kFlushIntervalMs old (called every loop pass).

@@ -24,6 +24,12 @@ bool equals_lower(std::string_view name, std::string_view lower) {
          });
 }
 
+// A worker counts in its slot; a per-connection child, which has none, in the header.
+common::ServedCounters* served_counters(const common::ChildContext& ctx) {
+  if (ctx.slot != nullptr) return &ctx.slot->served;
+  return ctx.scoreboard != nullptr ? &ctx.scoreboard->header().retired : nullptr;
+}
+
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
 constexpr int kBatchesPerPass = 4;   // then other connections get their turn
 constexpr int kMaxLingerReads = 64;  // per pass: then other connections get their turn
@@ -46,7 +52,7 @@ WorkerShared::WorkerShared(const common::ChildContext& ctx)
       drain_timers(std::min(ctx.config.drain_idle_grace, ctx.config.graceful_timeout)),
       lingering_time(ctx.config.lingering_time),
       body_min_rate(ctx.config.body_min_rate),
-      slot(ctx.slot) {}
+      served(served_counters(ctx)) {}
 
 Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
                        bool proxy_protocol)
@@ -111,7 +117,7 @@ bool Connection::on_timer(const TimerList& list) {
   if (&list == &shared_.header_timers || &list == &shared_.body_timers) {
     // A request in progress gets its 408; an idle connection just ends.
     if (parser_.time_out(shared_.batch)) {
-      if (shared_.slot != nullptr) shared_.slot->requests.fetch_add(1, std::memory_order_relaxed);
+      count_responses(1);
       input_pending_ = false;
       return service();
     }
@@ -122,9 +128,7 @@ bool Connection::on_timer(const TimerList& list) {
 bool Connection::release_delayed() {
   const std::uint64_t before = parser_.responses();
   parser_.release(shared_.batch);
-  if (shared_.slot != nullptr && parser_.responses() != before) {
-    shared_.slot->requests.fetch_add(parser_.responses() - before, std::memory_order_relaxed);
-  }
+  if (parser_.responses() != before) count_responses(parser_.responses() - before);
   input_pending_ = true;  // reading stopped during the delay: look again
   return service();
 }
@@ -255,12 +259,22 @@ bool Connection::feed(const char* data, std::size_t length) {
   }
   const std::uint64_t before = parser_.responses();
   const bool in_body = parser_.phase() == Phase::kBody;
+  // A request's time runs from the read that brought its first bytes (nginx's $request_time).
+  if (parser_.phase() == Phase::kIdle && length > 0) request_started_us_ = common::monotonic_us();
   parser_.feed(std::string_view(data, length), shared_.batch);
   if (in_body || parser_.phase() == Phase::kBody) body_progress_ = true;
-  if (shared_.slot != nullptr && parser_.responses() != before) {
-    shared_.slot->requests.fetch_add(parser_.responses() - before, std::memory_order_relaxed);
-  }
+  if (parser_.responses() != before) count_responses(parser_.responses() - before);
   return true;
+}
+
+// Counts responses just produced, each timed from its request's first read. Requests answered
+// in one pass share its end; a request still in progress after it started there.
+void Connection::count_responses(std::uint64_t count) {
+  if (shared_.served == nullptr) return;
+  const std::uint64_t now = common::monotonic_us();
+  shared_.served->requests.fetch_add(count, std::memory_order_relaxed);
+  shared_.served->record_duration(now - std::min(now, request_started_us_), count);
+  request_started_us_ = now;
 }
 
 ssize_t Connection::send_some(const char* data, std::size_t length) {
@@ -377,11 +391,11 @@ void Connection::on_response(const RequestParser& parser, int status, std::uint6
     }
     if (client) {
       const std::string text = common::format_ip(reinterpret_cast<const sockaddr*>(&*client));
-      shared_.access_log->log(text, parser, status, body_bytes);
+      shared_.access_log->log(text, parser, status, body_bytes, request_duration_us());
       return;
     }
   }
-  shared_.access_log->log(*client_address_, parser, status, body_bytes);
+  shared_.access_log->log(*client_address_, parser, status, body_bytes, request_duration_us());
 }
 
 bool Connection::input_waiting() const noexcept {

@@ -68,7 +68,8 @@ struct WorkerShared {
   }
   const common::Millis lingering_time;
   const std::uint64_t body_min_rate;
-  common::ScoreboardSlot* const slot;  // null in per-connection children
+  // The worker's scoreboard slot's counters, or for a per-connection child the header's.
+  common::ServedCounters* const served;
   common::Millis now = common::monotonic_ms();
   bool draining = false;
   unsigned busy = 0;  // connections with a request in progress or a response not yet sent
@@ -147,6 +148,11 @@ class Connection final : public EpollSource, private RequestHandler {
   [[nodiscard]] bool body_on_pace() const noexcept;
   // False when the connection must close now (an invalid PROXY header).
   bool feed(const char* data, std::size_t length);
+  void count_responses(std::uint64_t count);
+  [[nodiscard]] std::uint64_t request_duration_us() const noexcept {
+    const std::uint64_t now = common::monotonic_us();
+    return now - std::min(now, request_started_us_);
+  }
   bool feed_proxy_header(const char*& data, std::size_t& length);
   void proxy_header_failed(const char* why);
   [[nodiscard]] bool awaiting_proxy_header() const noexcept {
@@ -190,6 +196,7 @@ class Connection final : public EpollSource, private RequestHandler {
   bool lingering_ = false;
   bool want_resume_ = false;
   bool body_progress_ = false;
+  std::uint64_t request_started_us_ = 0;  // monotonic_us() of the current request's first read
   bool busy_ = false;
   bool forwarded_trusted_ = false;  // the client is a trusted proxy: forwarding headers count
 };

@@ -158,7 +158,7 @@ void EventLoop::accept_from(ListenerEntry& listener) {
   for (int i = 0; i < kAcceptsPerWake && listener.registered; ++i) {
     if (connections_.size() >= config_.max_connections) {
       // At the cap, clients wait in the kernel backlog; we never accept only to close.
-      set_accepting(false);
+      stop_accepting_at_capacity();
       return;
     }
     common::Accepted client;
@@ -171,6 +171,16 @@ void EventLoop::accept_from(ListenerEntry& listener) {
       case common::AcceptResult::kPaused: set_accepting(false); return;
     }
   }
+}
+
+// Counted once each time the worker fills up, for the saturation metrics.
+void EventLoop::stop_accepting_at_capacity() {
+  const bool accepting = std::any_of(listeners_.begin(), listeners_.end(),
+                                     [](const auto& listener) { return listener->registered; });
+  if (accepting && shared_.served != nullptr) {
+    shared_.served->at_capacity.fetch_add(1, std::memory_order_relaxed);
+  }
+  set_accepting(false);
 }
 
 void EventLoop::set_accepting(bool on) {
@@ -194,9 +204,8 @@ void EventLoop::set_accepting(bool on) {
 
 void EventLoop::update_accepting() {
   if (!accept_ || shared_.draining) return;
-  const bool want =
-      connections_.size() < config_.max_connections && !acceptor_->paused(shared_.now);
-  set_accepting(want);
+  if (connections_.size() >= config_.max_connections) return stop_accepting_at_capacity();
+  set_accepting(!acceptor_->paused(shared_.now));
 }
 
 void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol) {
@@ -208,6 +217,8 @@ void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer, bool p
     return setup_failed("allocating a connection", ENOMEM);  // the socket closed with it
   }
   connection->index = connections_.size();
+  if (shared_.served != nullptr)
+    shared_.served->connections.fetch_add(1, std::memory_order_relaxed);
   Connection& added = *connection;
   connections_.push_back(std::move(connection));
   // TCP_DEFER_ACCEPT: the request is usually there already, and a connection-per-request client

@@ -51,6 +51,7 @@ class EventLoop {
   void start_drain();
   void accept_from(ListenerEntry& listener);
   void set_accepting(bool on);
+  void stop_accepting_at_capacity();
   void update_accepting();
   void add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol);
   void setup_failed(const char* what, int err);

@@ -96,10 +96,78 @@ Totals totals(const StatusSnapshot& s) {
   return t;
 }
 
+double mean_request_ms(const common::ServedTotals& served) {
+  std::uint64_t count = 0;
+  for (const std::uint64_t bucket : served.duration_buckets) count += bucket;
+  return count == 0
+             ? 0.0
+             : static_cast<double>(served.duration_sum_us) / 1000.0 / static_cast<double>(count);
+}
+
+// "Is this backend full?": what waits in each listen queue, and what was served in all.
+void append_saturation_html(std::string& out, const StatusSnapshot& s) {
+  out +=
+      "<h2>Saturation</h2>\n<table id=\"listeners\">\n<thead><tr><th class=\"l\">Listener</th>"
+      "<th>Waiting to be accepted</th><th>Queue limit</th></tr></thead>\n<tbody>\n";
+  for (const ListenerRow& l : s.listeners) {
+    out += "<tr class=\"listener\"><td class=\"l\">";
+    append_html_escaped(out, l.address);
+    out += "</td><td>" + (l.known ? std::to_string(l.queued) : std::string("&mdash;")) +
+           "</td><td>" + (l.known ? std::to_string(l.limit) : std::string("&mdash;")) +
+           "</td></tr>\n";
+  }
+  out += "</tbody>\n</table>\n<dl id=\"served\">\n";
+  out += "<dt>Requests served since start</dt><dd>" + std::to_string(s.served.requests) + "</dd>\n";
+  out += "<dt>Connections accepted</dt><dd>" + std::to_string(s.served.connections) + "</dd>\n";
+  out += "<dt>Workers filled up to max_connections</dt><dd>" +
+         std::to_string(s.served.at_capacity) + " times</dd>\n";
+  out += "<dt>Mean request time</dt><dd>" + fixed3(mean_request_ms(s.served)) + " ms</dd>\n";
+  out += "</dl>\n";
+}
+
+void append_saturation_json(std::string& out, const StatusSnapshot& s) {
+  out += ",\"listeners\":[";
+  for (std::size_t i = 0; i < s.listeners.size(); ++i) {
+    const ListenerRow& l = s.listeners[i];
+    if (i > 0) out += ',';
+    out += "{\"address\":";
+    append_json_string(out, l.address);
+    out += ",\"queue\":" + (l.known ? std::to_string(l.queued) : std::string("null"));
+    out += ",\"queue_limit\":" + (l.known ? std::to_string(l.limit) : std::string("null")) + "}";
+  }
+  out += "],\"served\":{\"requests\":" + std::to_string(s.served.requests) +
+         ",\"connections\":" + std::to_string(s.served.connections) +
+         ",\"max_connections_reached\":" + std::to_string(s.served.at_capacity) +
+         ",\"request_time_seconds_sum\":" +
+         std::to_string(static_cast<double>(s.served.duration_sum_us) / 1e6) + "}";
+}
+
+// Prometheus label values escape backslash, double quote and newline.
+std::string label_value(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+// Bucket bounds in seconds, as Prometheus writes them ("0.0001", "10").
+std::string bound_seconds(std::uint64_t us) {
+  char text[32];
+  (void)std::snprintf(text, sizeof text, "%g", static_cast<double>(us) / 1e6);
+  return text;
+}
+
 }  // namespace
 
 StatusSnapshot take_snapshot(const common::Config& config, const common::Scoreboard* scoreboard,
-                             bool worker_draining, common::Millis now_ms) {
+                             const std::vector<std::string>& listeners, bool worker_draining,
+                             common::Millis now_ms) {
   StatusSnapshot s;
   s.mode = config.mode;
   s.workers = config.worker_count();
@@ -119,6 +187,13 @@ StatusSnapshot take_snapshot(const common::Config& config, const common::Scorebo
   s.children_forked = h.children_forked.load(kRelaxed);
   s.cap_hits = h.cap_hits.load(kRelaxed);
   s.fork_failures = h.fork_failures.load(kRelaxed);
+  s.served = scoreboard->served_totals();
+  for (std::size_t i = 0; i < listeners.size() && i < h.listen_queues.size(); ++i) {
+    const std::uint64_t packed = h.listen_queues[i].load(kRelaxed);
+    const bool known = (packed & common::ScoreboardHeader::kQueueKnown) != 0;
+    s.listeners.push_back({listeners[i], known, static_cast<std::uint32_t>(packed & 0xffffffffU),
+                           static_cast<std::uint32_t>((packed >> 32) & 0x7fffffffU)});
+  }
   for (std::size_t i = 0; i < scoreboard->size(); ++i) {
     const common::ScoreboardSlot& slot = scoreboard->slot(i);
     const std::uint32_t restarts = slot.restarts.load(kRelaxed);
@@ -130,7 +205,8 @@ StatusSnapshot take_snapshot(const common::Config& config, const common::Scorebo
     row.pid = pid;
     row.generation = slot.generation.load(kRelaxed);
     row.state = slot.state.load(kRelaxed);
-    row.requests = slot.requests.load(kRelaxed);
+    row.requests = slot.served.requests.load(kRelaxed);
+    row.at_capacity = slot.served.at_capacity.load(kRelaxed);
     row.connections = slot.connections.load(kRelaxed);
     row.started_ms = slot.started_ms.load(kRelaxed);
     row.restarts = restarts;
@@ -215,6 +291,7 @@ std::string render_status_html(const StatusSnapshot& s) {
       "</td><td>" + std::to_string(t.connections) + "</td><td></td><td>" +
       std::to_string(s.total_restarts) + "</td><td></td></tr></tfoot>\n</table>\n";
 
+  append_saturation_html(out, s);
   out += "<h2>Configuration</h2>\n<dl>\n";
   out += "<dt>Mode</dt><dd>" + std::string(common::mode_name(s.mode)) + "</dd>\n";
   out += "<dt>Workers</dt><dd>" + std::to_string(s.workers) + "</dd>\n";
@@ -265,6 +342,7 @@ std::string render_status_json(const StatusSnapshot& s) {
          ",\"requests\":" + std::to_string(t.requests) +
          ",\"connections\":" + std::to_string(t.connections) +
          ",\"restarts\":" + std::to_string(s.total_restarts) + "}";
+  append_saturation_json(out, s);
   out += ",\"workers\":[";
   bool first = true;
   for (const WorkerRow& row : s.rows) {
@@ -276,7 +354,8 @@ std::string render_status_json(const StatusSnapshot& s) {
     out += ",\"requests\":" + std::to_string(row.requests) +
            ",\"connections\":" + std::to_string(row.connections) +
            ",\"uptime_seconds\":" + fixed3(seconds(uptime_ms(s.now_ms, row.started_ms))) +
-           ",\"restarts\":" + std::to_string(row.restarts) + ",\"last_exit\":";
+           ",\"restarts\":" + std::to_string(row.restarts) +
+           ",\"max_connections_reached\":" + std::to_string(row.at_capacity) + ",\"last_exit\":";
     if (row.last_exit_status < 0) {
       out += "null";
     } else {
@@ -370,6 +449,46 @@ std::string render_metrics(const StatusSnapshot& s) {
     sample("prefork_worker_start_time_seconds", slot_label(row), fixed3(seconds(row.started_ms)));
   }
 
+  family("prefork_listen_queue", "gauge",
+         "Connections waiting in a listening socket's accept queue (as the master last saw it).");
+  for (const ListenerRow& l : s.listeners) {
+    if (l.known) {
+      sample("prefork_listen_queue", "listener=\"" + label_value(l.address) + "\"",
+             std::to_string(l.queued));
+    }
+  }
+  family("prefork_listen_queue_limit", "gauge",
+         "Connections a listening socket's accept queue holds before the kernel refuses more.");
+  for (const ListenerRow& l : s.listeners) {
+    if (l.known) {
+      sample("prefork_listen_queue_limit", "listener=\"" + label_value(l.address) + "\"",
+             std::to_string(l.limit));
+    }
+  }
+  family("prefork_served_requests_total", "counter",
+         "Requests answered since the master started, by every worker and child there was.");
+  sample("prefork_served_requests_total", "", std::to_string(s.served.requests));
+  family("prefork_accepted_connections_total", "counter",
+         "Client connections accepted since the master started.");
+  sample("prefork_accepted_connections_total", "", std::to_string(s.served.connections));
+  family("prefork_max_connections_reached_total", "counter",
+         "Times a worker filled up to max_connections and stopped accepting until one closed.");
+  sample("prefork_max_connections_reached_total", "", std::to_string(s.served.at_capacity));
+  family("prefork_request_duration_seconds", "histogram",
+         "Time from a request's first read to its response, since the master started.");
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < common::kDurationBoundsUs.size(); ++i) {
+    cumulative += s.served.duration_buckets[i];
+    sample("prefork_request_duration_seconds_bucket",
+           "le=\"" + bound_seconds(common::kDurationBoundsUs[i]) + "\"",
+           std::to_string(cumulative));
+  }
+  cumulative += s.served.duration_buckets.back();
+  sample("prefork_request_duration_seconds_bucket", "le=\"+Inf\"", std::to_string(cumulative));
+  sample("prefork_request_duration_seconds_sum", "",
+         std::to_string(static_cast<double>(s.served.duration_sum_us) / 1e6));
+  sample("prefork_request_duration_seconds_count", "", std::to_string(cumulative));
+
   family("prefork_children", "gauge", "Live per-connection children (per-connection mode).");
   sample("prefork_children", "", std::to_string(s.live_children));
   family("prefork_children_forked_total", "counter",
@@ -402,7 +521,10 @@ Observability::Observability(const common::ChildContext& ctx, const Responses& r
       slot_index_(ctx.slot_index) {
   for (const common::Listener& listener : ctx.listeners) {
     proxy_protocol_ = proxy_protocol_ || listener.proxy_protocol;
+    listener_names_.push_back(listener.bound);
   }
+  // A per-connection child has no listener: the configuration names them, in the same order.
+  if (ctx.listeners.empty()) listener_names_ = ctx.config.listen;
 }
 
 bool Observability::draining() const {
@@ -433,7 +555,7 @@ EndpointReply Observability::respond(const EndpointRequest& request, int client_
   }
   if (!allowed(client_fd, proxied)) return reply(403, kText, "Forbidden\n", request, false, out);
   StatusSnapshot snapshot =
-      take_snapshot(config_, scoreboard_, worker_draining_, common::wall_ms());
+      take_snapshot(config_, scoreboard_, listener_names_, worker_draining_, common::wall_ms());
   if (proxy_protocol_ && proxy_protocol_errors_ != nullptr) {
     snapshot.proxy_protocol = true;
     snapshot.self_slot = slot_index_;

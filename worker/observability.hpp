@@ -27,6 +27,15 @@ struct WorkerRow {
   common::Millis started_ms = 0;  // wall clock
   std::uint32_t restarts = 0;
   int last_exit_status = -1;
+  std::uint64_t at_capacity = 0;  // times this worker filled up to max_connections
+};
+
+// One listening socket's accept queue (unknown for a unix-domain one).
+struct ListenerRow {
+  std::string address;
+  bool known = false;
+  std::uint32_t queued = 0;
+  std::uint32_t limit = 0;
 };
 
 // Everything the status page and the metrics show, read once per request.
@@ -46,6 +55,9 @@ struct StatusSnapshot {
   std::uint64_t fork_failures = 0;
   common::Millis now_ms = 0;    // wall clock
   std::vector<WorkerRow> rows;  // live workers, by slot
+  std::vector<ListenerRow> listeners;
+  // Since the master started, across worker replacement (and per-connection children).
+  common::ServedTotals served;
   // Restarts and last exits of slots without a live worker count in the totals too.
   std::uint64_t total_restarts = 0;
   // Some listener has proxy_protocol: the answering worker's own error count is shown (it is
@@ -55,8 +67,11 @@ struct StatusSnapshot {
   std::uint64_t proxy_protocol_errors = 0;
 };
 
+// `listeners`: the names of the listening sockets, in the master's order (the order of the
+// queues it publishes in the scoreboard).
 StatusSnapshot take_snapshot(const common::Config& config, const common::Scoreboard* scoreboard,
-                             bool worker_draining, common::Millis now_ms);
+                             const std::vector<std::string>& listeners, bool worker_draining,
+                             common::Millis now_ms);
 
 std::string render_status_html(const StatusSnapshot& snapshot);
 std::string render_status_json(const StatusSnapshot& snapshot);
@@ -88,6 +103,7 @@ class Observability {
   const std::uint64_t* proxy_protocol_errors_;
   bool proxy_protocol_ = false;  // some listener has proxy_protocol
   unsigned slot_index_ = 0;
+  std::vector<std::string> listener_names_;
 };
 
 }  // namespace prefork::worker

@@ -2,10 +2,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "tests/support/server_process.hpp"
@@ -16,17 +19,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using Clock = std::chrono::steady_clock;
-
-// Runs the binary to completion (for -t, --version, bad configs); returns exit code and output.
-std::pair<int, std::string> run_binary(const std::string& args) {
-  const std::string command = std::string(PREFORK_HTTPD_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (const std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 TEST(Lifecycle, SigtermWhileARequestIsHalfSentStillAnswersIt) {
   ServerProcess server({.args = {"--workers", "2", "--set", "graceful_timeout=5"}});
@@ -223,6 +215,149 @@ TEST(Lifecycle, TheBinarySignalsItsRunningMaster) {
   EXPECT_THAT(out, HasSubstr("needs --pid or a configured pidfile"));
   std::tie(code, out) = run_binary("--signal restart --pid 1");
   EXPECT_EQ(code, 2);
+}
+
+// `--signal reload` (the unit's ExecReload) waits for the outcome, so that `systemctl reload`
+// fails when the new configuration is rejected and returns once the new one is in force.
+class SignalReload : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  const std::string socket_ = dir_.path() + "/added.sock";
+  ServerProcess server_{
+      {.args = {"--workers", "2"}, .config = "listen = [\"127.0.0.1:0\"]\n", .listen = ""}};
+  const std::string pid_ = std::to_string(server_.pid());
+
+  // The running configuration plus a unix-domain listener that only new workers accept on.
+  void write_config_adding_a_listener() const {
+    std::ofstream(server_.config_path())
+        << "listen = [\"127.0.0.1:0\", \"unix:" << socket_ << "\"]\n";
+  }
+};
+
+TEST_F(SignalReload, ReturnsZeroOnceTheNewConfigurationServes) {
+  write_config_adding_a_listener();
+  const auto mark = server_.log_mark();
+  const auto [code, out] = run_binary("--signal reload --pid " + pid_);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("the new configuration is in force"));
+  // Already done when the command returned: nothing here waits.
+  const std::string log = server_.log_since(mark);
+  EXPECT_THAT(log, HasSubstr("listening on unix:" + socket_));
+  EXPECT_THAT(log, HasSubstr("ready: 2 workers serving"));
+  Client c = Client::unix_socket(socket_);  // accepted by a worker of the new generation
+  c.send(get_request());
+  EXPECT_EQ(c.read_response().status, 200);
+  EXPECT_EQ(fetch(server_.port(), get_request()).status, 200);
+  EXPECT_THAT(server_.unexpected_errors(), IsEmpty());
+}
+
+TEST_F(SignalReload, FailsWhenTheNewConfigurationIsRejectedAndTheOldOneKeepsServing) {
+  std::ofstream(server_.config_path())
+      << "listen = [\"127.0.0.1:0\"]\nmax_connections = \"many\"\n";
+  const auto mark = server_.log_mark();
+  const auto [code, out] = run_binary("--signal reload --pid " + pid_);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("reload rejected: the master (pid " + pid_ +
+                             ") keeps the running configuration; its error log says why"));
+  EXPECT_THAT(server_.log_since(mark),
+              HasSubstr("reload failed, keeping the running configuration"));
+  EXPECT_EQ(fetch(server_.port(), get_request()).status, 200);
+  // Fixed again, the next reload is applied.
+  write_config_adding_a_listener();
+  const auto [again, again_out] = run_binary("--signal reload --pid " + pid_);
+  EXPECT_EQ(again, 0) << again_out;
+  EXPECT_THAT(server_.unexpected_errors({"reload failed"}), IsEmpty());
+}
+
+TEST_F(SignalReload, APlainHupStillReloads) {
+  write_config_adding_a_listener();
+  const auto mark = server_.log_mark();
+  server_.signal(SIGHUP);
+  ASSERT_TRUE(server_.wait_for_log("ready: 2 workers serving", mark, 10s));
+  Client c = Client::unix_socket(socket_);
+  c.send(get_request());
+  EXPECT_EQ(c.read_response().status, 200);
+  EXPECT_THAT(server_.unexpected_errors(), IsEmpty());
+}
+
+// The Debian postinst runs `--signal upgrade` as root against a master that runs as the service
+// user, which may not signal a root process: the command makes itself answerable.
+TEST(Lifecycle, SignalReloadAsRootGetsTheAnswerOfAMasterRunningAsAnotherUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: the command runs as root, the master not";
+  // nobody runs a copy that it can reach whatever the build tree's permissions (umask 077).
+  TempDir bin;
+  const std::string exe = bin.path() + "/prefork-httpd";
+  std::filesystem::copy_file(PREFORK_HTTPD_BINARY, exe);
+  ASSERT_EQ(::chmod(exe.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(bin.path().c_str(), 0755), 0);
+  ServerProcess server(
+      {.args = {"--workers", "1"},
+       .wrapper = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   "/bin/sh", "-c", "shift; exec \"$0\" \"$@\"", exe}});
+  struct stat proc {};
+  ASSERT_EQ(::stat(("/proc/" + std::to_string(server.pid())).c_str(), &proc), 0);
+  ASSERT_EQ(proc.st_uid, 65534U);  // the master runs as nobody
+  const auto [code, out] = run_binary("--signal reload --pid " + std::to_string(server.pid()));
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("the new configuration is in force"));
+  EXPECT_THAT(server.unexpected_errors(), IsEmpty());
+}
+
+// A master that never answers (here a process that ignores SIGUSR2) leaves the command waiting
+// only for the configured upgrade_timeout plus 5 s: with --pid, -c still names the timeout.
+TEST(Lifecycle, SignalUpgradeGivesUpAfterTheConfiguredUpgradeTimeout) {
+  TempDir dir;
+  const std::string conf = dir.write("c.conf", "upgrade_timeout = 1\n");
+  const pid_t silent = ::fork();
+  ASSERT_GE(silent, 0);
+  if (silent == 0) {
+    ::execl("/bin/sh", "sh", "-c", "trap '' USR2; exec sleep 30", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Once it runs sleep, SIGUSR2 is ignored (the shell set that before the exec).
+  const std::string comm = "/proc/" + std::to_string(silent) + "/comm";
+  const auto exec_deadline = Clock::now() + 5s;
+  while (read_file(comm) != "sleep\n" && Clock::now() < exec_deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  if (read_file(comm) != "sleep\n") {
+    ::kill(silent, SIGKILL);
+    ::waitpid(silent, nullptr, 0);
+    FAIL() << "the stand-in master did not start";
+  }
+  const auto start = Clock::now();
+  const auto [code, out] =
+      run_binary("--signal upgrade --pid " + std::to_string(silent) + " -c " + conf);
+  const auto waited = Clock::now() - start;
+  ::kill(silent, SIGKILL);
+  ::waitpid(silent, nullptr, 0);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("upgrade: no answer from the master (pid " + std::to_string(silent) +
+                             ") within 6000 ms"));
+  EXPECT_GE(waited, 6s);
+  EXPECT_LT(waited, 10s);
+}
+
+// Per-connection mode has no generation to start: the answer comes once the configuration is in
+// force, and a stopping master says so instead of leaving the command waiting.
+TEST(Lifecycle, SignalReloadInPerConnectionModeAndWhileStopping) {
+  ServerProcess server({.args = {"--mode", "per-connection", "--set", "graceful_timeout=5"}});
+  const std::string pid = std::to_string(server.pid());
+  auto [code, out] = run_binary("--signal reload --pid " + pid);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("the new configuration is in force"));
+  Client held(server.port());  // keeps the master draining for a while
+  held.send("GET / HTTP/1.1\r\nHost: x\r\n");
+  ASSERT_TRUE(held.wait_server_read());
+  const auto mark = server.log_mark();
+  server.signal(SIGTERM);
+  ASSERT_TRUE(server.wait_for_log("graceful stop; draining", mark));
+  std::tie(code, out) = run_binary("--signal reload --pid " + pid);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("reload: not done: the master (pid " + pid + ") is stopping"));
+  held.send("\r\n");
+  EXPECT_EQ(held.read_response().status, 200);
+  EXPECT_EQ(exit_code(server.wait_exit(10s)), 0);
 }
 
 }  // namespace

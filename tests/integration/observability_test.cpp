@@ -317,6 +317,9 @@ TEST(AccessLog, CombinedLines) {
               HasSubstr("] \"GET /a?b=\\x22c\\x22 HTTP/1.1\" 200 13 \"http://r/\" \"t/1\""));
   EXPECT_THAT(lines[1], HasSubstr("] \"HEAD / HTTP/1.1\" 200 0 \"-\" \"-\""));
   EXPECT_THAT(lines[2], HasSubstr("] \"GET / HTTP/1.1\" 400 12 \"-\" \"-\""));
+  // Then the request time in seconds, as nginx's $request_time is usually appended.
+  const std::regex request_time(R"(" \d+\.\d{6}$)");
+  for (const std::string& line : lines) EXPECT_TRUE(std::regex_search(line, request_time)) << line;
 }
 
 TEST(AccessLog, JsonLinesParseAndNameTheWorker) {
@@ -340,6 +343,8 @@ TEST(AccessLog, JsonLinesParseAndNameTheWorker) {
   EXPECT_THAT(lines[0], HasSubstr("\"http_user_agent\":\"a\\\"b\\\\c\\u0009d\\u00c3\\u00a9\""));
   EXPECT_THAT(lines[1], HasSubstr("\"request\":\"GET /healthz HTTP/1.1\",\"status\":200,"
                                   "\"body_bytes_sent\":3,"));
+  const std::regex request_time(R"(,"request_time":\d+\.\d{6},)");
+  for (const std::string& line : lines) EXPECT_TRUE(std::regex_search(line, request_time)) << line;
 }
 
 TEST(AccessLog, Usr1MovesEveryWorkerToTheNewFile) {
@@ -440,12 +445,96 @@ TEST(AccessLog, StderrLinesAreWholeAndOffMeansNone) {
   ServerProcess on({.config = "workers = 1\naccess_log = \"stderr\"\n"});
   const auto mark = on.log_mark();
   EXPECT_EQ(fetch(on.port(), get("/to-stderr")).status, 200);
-  EXPECT_TRUE(on.wait_for_log("\"GET /to-stderr HTTP/1.1\" 200 13 \"-\" \"-\"\n", mark, 5s));
+  EXPECT_TRUE(on.wait_for_log("\"GET /to-stderr HTTP/1.1\" 200 13 \"-\" \"-\" 0.", mark, 5s));
   ServerProcess off({.config = "workers = 1\n"});
   EXPECT_EQ(fetch(off.port(), get("/quiet")).status, 200);
   off.signal(SIGTERM);
   ASSERT_TRUE(off.wait_exit(5s));
   EXPECT_THAT(off.log(), Not(HasSubstr("/quiet")));
+}
+
+// Fills the server to its limit with two served keep-alive connections, leaves three more in
+// the listen queue, and reads the status page and the metrics through the first two.
+void check_a_full_queue_is_visible(const std::string& config) {
+  ServerProcess server({.config = config});
+  std::vector<Client> served;
+  for (int i = 0; i < 2; ++i) {
+    served.emplace_back(server.port());
+    served.back().send(get("/"));
+    ASSERT_EQ(served.back().read_response().status, 200);
+  }
+  std::vector<Client> waiting;
+  for (int i = 0; i < 3; ++i) {
+    // With a request sent: TCP_DEFER_ACCEPT queues a connection only once data has arrived.
+    waiting.emplace_back(server.port());
+    waiting.back().send(get("/"));
+  }
+  // The master looks at the queues at least once a second: ask until it has seen all three.
+  const auto deadline = Clock::now() + 5s;
+  Response status;
+  do {
+    served[0].send(get("/server-status?format=json"));
+    status = served[0].read_response();
+    ASSERT_EQ(status.status, 200);
+  } while (status.body.find("\"queue\":3,") == std::string::npos && Clock::now() < deadline &&
+           (std::this_thread::sleep_for(50ms), true));
+  EXPECT_TRUE(JsonChecker::valid(status.body)) << status.body;
+  EXPECT_THAT(status.body, HasSubstr("\"queue\":3,\"queue_limit\":"));
+  served[1].send(get("/metrics"));
+  const Response metrics = served[1].read_response();
+  EXPECT_THAT(metrics.body, HasSubstr("} 3\n# HELP prefork_listen_queue_limit "));
+  EXPECT_THAT(metrics.body, ::testing::ContainsRegex(
+                                "prefork_listen_queue_limit\\{listener=\"[^\"]+\"\\} [1-9]"));
+  served[1].send(get("/server-status"));
+  EXPECT_THAT(served[1].read_response().body, HasSubstr("</td><td>3</td><td>"));
+}
+
+TEST(Saturation, AFullWorkerLeavesClientsInTheListenQueueAndBothPagesShowIt) {
+  check_a_full_queue_is_visible("workers = 1\nmax_connections = 2\n");
+}
+
+TEST(Saturation, AFullPerConnectionServerLeavesClientsInTheListenQueueAndBothPagesShowIt) {
+  check_a_full_queue_is_visible("mode = \"per-connection\"\nmax_children = 2\n");
+}
+
+TEST(Saturation, AWorkerFillingUpIsCounted) {
+  ServerProcess server({.config = "workers = 1\nmax_connections = 2\n"});
+  Client first(server.port());
+  first.send(get("/metrics"));
+  EXPECT_THAT(first.read_response().body, HasSubstr("prefork_max_connections_reached_total 0\n"));
+  Client second(server.port());  // the worker is full once it has served this one
+  second.send(get("/"));
+  EXPECT_EQ(second.read_response().status, 200);
+  first.send(get("/metrics"));
+  EXPECT_THAT(first.read_response().body, HasSubstr("prefork_max_connections_reached_total 1\n"));
+}
+
+// Counters of a worker that is gone stay in the server-wide totals; the slot's own restart.
+TEST(Saturation, TotalsSurviveAWorkersReplacement) {
+  ServerProcess server({.config = "workers = 1\n"});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(fetch(server.port(), get("/")).status, 200);
+  const pid_t victim = server.children().at(0);
+  ::kill(victim, SIGKILL);
+  ASSERT_TRUE(server.wait_for_children(1, 5s));
+  const auto deadline = Clock::now() + 5s;
+  while (server.children() == std::vector<pid_t>{victim} && Clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const Response r = fetch(server.port(), get("/metrics"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_THAT(r.body, HasSubstr("prefork_requests_total{slot=\"0\"} 0\n"));  // the new worker
+  EXPECT_THAT(r.body, HasSubstr("prefork_served_requests_total 5\n"));
+  EXPECT_THAT(r.body, HasSubstr("prefork_accepted_connections_total 6\n"));  // this one too
+  EXPECT_THAT(r.body, HasSubstr("prefork_request_duration_seconds_count 5\n"));
+}
+
+TEST(Saturation, PerConnectionChildrenCountInTheTotals) {
+  ServerProcess server({.config = "mode = \"per-connection\"\n"});
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(fetch(server.port(), get("/")).status, 200);
+  // The children have exited (or are about to): their counts were written before they answered.
+  const Response r = fetch(server.port(), get("/metrics"));
+  EXPECT_THAT(r.body, HasSubstr("prefork_served_requests_total 3\n"));
+  EXPECT_THAT(r.body, HasSubstr("prefork_request_duration_seconds_count 3\n"));
 }
 
 }  // namespace

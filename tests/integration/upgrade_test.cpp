@@ -276,5 +276,42 @@ TEST(Upgrade, AMissingExecutableChangesNothing) {
   EXPECT_EQ(fetch(s.server->port(), get_request()).body, "Hello, World!");
 }
 
+// `prefork-httpd --signal upgrade` (what the Debian package's postinst runs) waits for the
+// outcome: 0 once the new master serves, 1 when the new binary failed.
+std::pair<int, std::string> signal_upgrade(const std::string& args) {
+  return run_command(std::string(PREFORK_HTTPD_BINARY) + " --signal upgrade " + args);
+}
+
+TEST(Upgrade, SignalUpgradeReturnsOnceTheNewMasterServes) {
+  UpgradableServer s("workers = 2\n");
+  const pid_t old_master = s.server->pid();
+  s.install(PREFORK_HTTPD_BINARY);
+  const auto [code, out] = signal_upgrade("-c " + s.server->config_path());  // via the pidfile
+  EXPECT_EQ(code, 0) << out << s.server->log();
+  EXPECT_THAT(out, HasSubstr("upgrade: the new master serves; the old one (pid " +
+                             std::to_string(old_master) + ") drains"));
+  // Already true when the command returned: the pidfile names the new master.
+  const pid_t next = s.pidfile_pid();
+  EXPECT_NE(next, old_master);
+  EXPECT_TRUE(process_alive(next));
+  EXPECT_EQ(exit_code(s.server->wait_exit(20s)), 0);
+  EXPECT_EQ(fetch(s.server->port(), get_request()).body, "Hello, World!");
+  EXPECT_THAT(s.server->unexpected_errors(), IsEmpty());
+  if (next > 1) stop_adopted_master(next);
+}
+
+TEST(Upgrade, SignalUpgradeFailsWhenTheNewBinaryDoes) {
+  UpgradableServer s("workers = 1\n");
+  const std::string pid = std::to_string(s.server->pid());
+  s.install_script("exit 1");
+  const auto [code, out] = signal_upgrade("--pid " + pid);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("upgrade failed: the master (pid " + pid +
+                             ") still serves the running version; its error log says why"));
+  EXPECT_EQ(s.pidfile_pid(), s.server->pid());
+  EXPECT_EQ(fetch(s.server->port(), get_request()).body, "Hello, World!");
+  EXPECT_THAT(s.server->unexpected_errors({"upgrade"}), IsEmpty());
+}
+
 }  // namespace
 }  // namespace prefork::testing

@@ -1,8 +1,11 @@
 #!/bin/bash
 # Tests the Debian package end to end on the running system, without needing a running systemd:
-# build, lintian, install, unit verification and security score, the installed binary serving as
-# the service user over IPv4 and IPv6, logrotate, an upgrade that keeps an edited conffile, and a
-# purge that leaves nothing but the service user.
+# build, lintian, install, maintainer scripts that upgrade a running service in place (not a
+# restart) and stop the socket unit on removal, unit verification and security score, the
+# installed binary serving as the service user over IPv4 and IPv6, logrotate, the binary as root
+# reloading (a broken and a good config) and upgrading the server running as the service user
+# and waiting for the outcome, an upgrade that keeps an edited conffile, and a purge that leaves
+# nothing but the service user.
 #
 # usage: sudo tests/packaging/test-deb.sh [--deb-dir DIR]
 #   --deb-dir DIR  build the packages into DIR and keep them (default: a temporary directory)
@@ -27,7 +30,7 @@ deb_dir=""
 while [ $# -gt 0 ]; do
   case $1 in
     --deb-dir) deb_dir=${2:?--deb-dir needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "test-deb.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -232,6 +235,39 @@ check "the config is a conffile" sh -c "dpkg-query -W -f='\${Conffiles}' $PKG | 
 postinst=/var/lib/dpkg/info/$PKG.postinst
 check "postinst runs systemd-sysusers and systemd-tmpfiles" \
   sh -c "grep -q 'systemd-sysusers' $postinst && grep -q 'systemd-tmpfiles' $postinst"
+# Package upgrades upgrade a running service in place (SIGUSR2 through the binary) instead of
+# restarting it; the socket unit is stopped on removal. Without a running systemd these are
+# checked as the scripts' text (the binary's side is run for real further down).
+maint=/var/lib/dpkg/info/$PKG
+code_of() { grep -v '^[[:space:]]*#' "$1" 2>/dev/null || true; }  # a script minus its comments
+upgrades_in_place() {
+  code_of "$maint.postinst" | grep -q '^[[:space:]]*/usr/sbin/prefork-httpd --signal upgrade --pid "$mainpid"'
+}
+only_starts() {
+  code_of "$maint.postinst" | grep -q "deb-systemd-invoke start 'prefork-httpd.service'" &&
+    ! code_of "$maint.postinst" | grep -Eq 'deb-systemd-invoke +(restart|try-restart)|_dh_action'
+}
+stops_only_on_remove() {  # no preinst stop; every block of the prerm is for "remove"
+  ! code_of "$maint.preinst" | grep -q 'deb-systemd-invoke' &&
+    [ "$(code_of "$maint.prerm" | grep -c 'deb-systemd-invoke stop')" = 2 ] &&
+    ! code_of "$maint.prerm" | grep '^if ' | grep -vq '"$1" = "\?remove"\?'
+}
+stops_socket_first() {
+  awk '/deb-systemd-invoke stop prefork-httpd.socket/ {s = NR}
+       /deb-systemd-invoke stop .prefork-httpd.service./ {v = NR}
+       END {exit !(s && v && s < v)}' "$maint.prerm"
+}
+purge_disables_both() {
+  grep -q "deb-systemd-helper purge 'prefork-httpd.service'" "$maint.postrm" &&
+    grep -q "deb-systemd-helper purge 'prefork-httpd.socket'" "$maint.postrm"
+}
+check "postinst upgrades a running service in place (prefork-httpd --signal upgrade --pid MainPID)" \
+  upgrades_in_place
+check "postinst only starts the service (a stopped one), never restarts it" only_starts
+check "nothing stops the service on upgrade (no preinst; prerm acts on remove only)" \
+  stops_only_on_remove
+check "prerm stops the socket unit on removal, before the service" stops_socket_first
+check "postrm disables both units on purge (deb-systemd-helper purge)" purge_disables_both
 pw=$(getent passwd "$USER_NAME") || die "user $USER_NAME was not created"
 check "user $USER_NAME: system uid, no home, no login shell ($pw)" \
   sh -c "echo '$pw' | awk -F: '\$3 < 1000 && \$6 == \"/nonexistent\" && \$7 ~ /nologin\$/ {ok=1} END {exit !ok}'"
@@ -397,6 +433,101 @@ for log in "${logs[@]}"; do
     die "lines still went to $LOGDIR/$log.1 after the rotation"
   ok "new lines went to the new $log ($(wc -l <"$LOGDIR/$log") lines), none to $log.1"
 done
+
+# ---------------------------------------------------------------------------------------------
+step "as root, the installed binary reloads and upgrades the server running as $USER_NAME"
+# What ExecReload and the postinst run (prefork-httpd --signal reload|upgrade --pid PID), from
+# root against a master that runs as the service user, as the postinst does. Each waits for the
+# master's answer.
+gone() {  # gone PID: the process no longer exists, or is a zombie nobody reaps here
+  ! kill -0 "$1" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
+}
+start_server "${extra[@]}"
+cp -p "$CONF" "$tmp/conf.saved"
+echo 'max_connections = "many"' >>"$CONF"
+rc=0; out=$(timeout 90 /usr/sbin/prefork-httpd --signal reload --pid "$master_pid" 2>&1) || rc=$?
+cp -p "$tmp/conf.saved" "$CONF"
+{ [ $rc -eq 1 ] && echo "$out" | grep -q 'reload rejected'; } ||
+  die "--signal reload with a broken config: exit $rc: $out"
+ok "--signal reload with a broken config exits 1: $out"
+check "the server still answers" curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/"
+out=$(timeout 90 /usr/sbin/prefork-httpd --signal reload --pid "$master_pid" 2>&1) ||
+  die "--signal reload with the fixed config: $out"
+ok "--signal reload: $out"
+old_master=$master_pid
+out=$(timeout 90 /usr/sbin/prefork-httpd --signal upgrade --pid "$master_pid" 2>&1) ||
+  die "--signal upgrade: $out"
+ok "--signal upgrade: $out"
+master_pid=$(cat "$RUNDIR/prefork-httpd.pid")
+{ [ "$master_pid" != "$old_master" ] && [ "$(stat -c %U "/proc/$master_pid")" = "$USER_NAME" ]; } ||
+  die "the pidfile names $master_pid (the old master was $old_master)"
+ok "the new master pid $master_pid runs as $USER_NAME"
+check "the new master answers" curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/"
+for _ in $(seq 200); do gone "$old_master" && break; sleep 0.2; done  # graceful_timeout + margin
+gone "$old_master" || die "the old master did not exit after the upgrade"
+rc=0; wait "$server_pid" || rc=$?
+server_pid=""
+[ $rc -eq 0 ] || die "the old master exited with status $rc"
+ok "the old master drained and exited with status 0"
+
+# The postinst's in-place upgrade, for real: the installed script runs as dpkg runs it on an
+# upgrade ("configure OLD-VERSION"), in a private mount namespace where /run/systemd/system
+# exists (a tmpfs over /run), with stand-ins for what only a running systemd answers: systemctl
+# (the service is active, its MainPID is our master), deb-systemd-invoke and deb-systemd-helper
+# (nothing to start or enable), and policy-rc.d (first denying, as in a build chroot: nothing may
+# happen; then allowing).
+run_postinst() {  # run_postinst: the installed postinst, "configure $version", output in $out
+  rc=0
+  # shellcheck disable=SC2016  # $0 and $1 are the inner shell's
+  out=$(PATH="$tmp/fake:$PATH" timeout 120 unshare -m --propagation private sh -c \
+          'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$0" configure "$1"' \
+          "$maint.postinst" "$version" 2>&1) || rc=$?
+  echo "$out" | sed 's/^/  | /'
+  [ $rc -eq 0 ] || die "postinst configure $version exited with status $rc"
+}
+if unshare -m --propagation private true 2>/dev/null; then
+  mkdir -p "$tmp/fake"
+  {
+    echo '#!/bin/sh'
+    echo 'case "$*" in'
+    echo '  "is-active prefork-httpd.service") echo active ;;'
+    echo "  \"show --property=MainPID --value prefork-httpd.service\") echo $master_pid ;;"
+    echo '  "--system daemon-reload") ;;'
+    echo '  *) echo "systemctl stand-in: unexpected: $*" >&2; exit 1 ;;'
+    echo 'esac'
+  } >"$tmp/fake/systemctl"
+  printf '#!/bin/sh\necho "deb-systemd-invoke $*" >&2\n' >"$tmp/fake/deb-systemd-invoke"
+  printf '#!/bin/sh\nexit 0\n' >"$tmp/fake/deb-systemd-helper"
+  printf '#!/bin/sh\nexit 101\n' >"$tmp/fake/policy-rc.d"
+  chmod 755 "$tmp"/fake/*
+  old_master=$master_pid
+  run_postinst
+  if echo "$out" | grep -q 'upgrade'; then die "the postinst upgraded although policy-rc.d said 101"; fi
+  [ "$(cat "$RUNDIR/prefork-httpd.pid")" = "$old_master" ] || die "the master changed under policy 101"
+  ok "postinst configure $version with policy-rc.d denying: no upgrade"
+  printf '#!/bin/sh\nexit 0\n' >"$tmp/fake/policy-rc.d"
+  run_postinst
+  echo "$out" | grep -q 'upgrade: the new master serves' || die "the postinst did not upgrade in place"
+  echo "$out" | grep -q "deb-systemd-invoke start prefork-httpd.service" ||
+    die "the postinst did not ask to start the service"
+  if echo "$out" | grep -Eq 'deb-systemd-invoke (restart|try-restart|stop)'; then
+    die "the postinst restarted or stopped the service"
+  fi
+  master_pid=$(cat "$RUNDIR/prefork-httpd.pid")
+  [ "$master_pid" != "$old_master" ] || die "the pidfile still names the old master $old_master"
+  check "the master the postinst's upgrade started answers" \
+    curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/"
+  for _ in $(seq 200); do gone "$old_master" && break; sleep 0.2; done
+  gone "$old_master" || die "the old master did not exit after the postinst's upgrade"
+  ok "postinst configure $version: upgraded in place to master pid $master_pid; the old one drained"
+else
+  echo "  SKIP: no private mount namespace (unshare -m): the postinst's upgrade was not run"
+fi
+kill -TERM "$master_pid"
+for _ in $(seq 200); do gone "$master_pid" && break; sleep 0.2; done
+gone "$master_pid" || die "the new master did not stop within 40 s of SIGTERM"
+master_pid=""
+ok "the new master stopped on SIGTERM"
 
 # ---------------------------------------------------------------------------------------------
 step "upgrade to a rebuilt package keeps the edited conffile"

@@ -192,7 +192,7 @@ TEST_F(WorkerServeTest, HundredPipelinedRequestsInOneWrite) {
     }
   }
   EXPECT_EQ(client.pending(), "");
-  EXPECT_EQ(slot().requests.load(), 110U);
+  EXPECT_EQ(slot().served.requests.load(), 110U);
 }
 
 TEST_F(WorkerServeTest, LargePostBodyIsDiscardedAndTheConnectionReused) {

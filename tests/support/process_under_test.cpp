@@ -7,12 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/unique_fd.hpp"
 
@@ -39,6 +42,21 @@ char process_state(pid_t pid, pid_t* ppid) {
   rest >> state >> *ppid;
   return state;
 }
+
+// Tests pass whatever their parent left behind: server configuration in the environment
+// (PREFORK_HTTPD_<KEY>, PORT) is not theirs to inherit, so no server a test starts sees it;
+// a test that wants some passes it explicitly.
+const bool kConfigurationEnvironmentCleared = [] {
+  std::vector<std::string> names;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (text.starts_with("PREFORK_HTTPD_") || text.starts_with("PORT=")) {
+      names.emplace_back(text.substr(0, text.find('=')));
+    }
+  }
+  for (const std::string& name : names) ::unsetenv(name.c_str());
+  return true;
+}();
 
 }  // namespace
 
@@ -154,6 +172,16 @@ bool wait_gone(pid_t pid, Duration timeout) {
 
 ProcessUnderTest::ProcessUnderTest(std::string log_name) : log_name_(std::move(log_name)) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+std::pair<int, std::string> run_command(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  while (const std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 std::string ProcessUnderTest::log_since(LogMark from) const {

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace prefork::testing {
@@ -54,6 +55,9 @@ int reap_zombies();
 bool process_alive(pid_t pid);
 // Waits until `pid` no longer exists (or is a zombie that we reap).
 bool wait_gone(pid_t pid, Duration timeout);
+// Runs a shell command to completion; returns its exit code (-1: killed) and its output
+// (stdout and stderr).
+std::pair<int, std::string> run_command(const std::string& command);
 
 // A position in a log. A wait for a log line starts at a mark, so that it sees only what was
 // written after it: take the mark before the action whose effect the line shows

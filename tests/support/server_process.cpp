@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -45,6 +46,13 @@ using Clock = std::chrono::steady_clock;
 }
 
 }  // namespace
+
+std::pair<int, std::string> run_binary(const std::string& args,
+                                       const std::vector<std::string>& env) {
+  std::string command = "env";
+  for (const auto& entry : env) command += " '" + entry + "'";
+  return run_command(command + " " + PREFORK_HTTPD_BINARY + " " + args);
+}
 
 ServerProcess::ServerProcess(ServerOptions options) : ProcessUnderTest("server.log") {
   std::vector<std::string> argv = options.wrapper;

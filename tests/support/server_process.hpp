@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/unique_fd.hpp"
@@ -43,6 +44,12 @@ class ServerProcess : public ProcessUnderTest {
  private:
   std::uint16_t port_ = 0;
 };
+
+// Runs the binary to completion (for -t, --version, bad configs) through the shell, with `env`
+// (NAME=VALUE entries without single quotes) added to its environment; returns its exit code
+// and its output (stdout and stderr).
+std::pair<int, std::string> run_binary(const std::string& args,
+                                       const std::vector<std::string>& env = {});
 
 // Which of `pids` holds the server side of the loopback TCP connection whose client end is
 // `client_fd` (matched through /proc/net/tcp inodes); 0 when none.

@@ -3,10 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 namespace prefork::common {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string error_of(std::string_view text, const std::vector<Override>& overrides = {}) {
   try {
@@ -213,6 +216,127 @@ TEST(Config, NumbersOutsideWhatTheKeyTakesAreRefusedWhateverTheirTomlType) {
                 HasSubstr("key 'drain_delay': expected a duration"))
         << value;
   }
+}
+
+}  // namespace
+}  // namespace prefork::common
+
+// Configuration from the environment: PREFORK_HTTPD_<KEY> and PORT, between the file and the
+// command line. The environment is passed in, as the master passes its own.
+namespace prefork::common {
+namespace {
+
+std::string env_error_of(std::string_view text, const Environment& environment,
+                         const std::vector<Override>& overrides = {}) {
+  try {
+    parse_config(text, "/etc/test.conf", overrides, environment);
+  } catch (const ConfigError& err) {
+    return err.what();
+  }
+  return "no error";
+}
+
+TEST(ConfigEnvironment, EveryKeyHasItsVariable) {
+  const Config c = parse_config("", "t.conf", {},
+                                {{"PREFORK_HTTPD_WORKERS", "3"},
+                                 {"PREFORK_HTTPD_MODE", "per-connection"},
+                                 {"PREFORK_HTTPD_GRACEFUL_TIMEOUT", "2.5"},
+                                 {"PREFORK_HTTPD_LOG_LEVEL", "debug"},
+                                 {"PREFORK_HTTPD_STATUS_ALLOW", "[\"10.0.0.0/8\"]"},
+                                 {"PREFORK_HTTPD_LISTEN", "127.0.0.1:8080"}});
+  EXPECT_EQ(c.workers, 3U);
+  EXPECT_EQ(c.mode, Mode::kPerConnection);
+  EXPECT_EQ(c.graceful_timeout, 2'500);
+  EXPECT_EQ(c.log_level, "debug");
+  ASSERT_EQ(c.status_allow.size(), 1U);
+  EXPECT_EQ(c.status_allow[0].text(), "10.0.0.0/8");
+  EXPECT_EQ(c.listen, std::vector<std::string>{"127.0.0.1:8080"});
+  // Every key, not only these: each variable reaches its key (an unknown one would throw).
+  for (const auto key : config_keys()) {
+    std::string name = "PREFORK_HTTPD_";
+    for (const char ch : key) name += static_cast<char>(std::toupper(ch));
+    EXPECT_THAT(env_error_of("", {{name, "\"\\u0001\""}}), Not(HasSubstr("names no"))) << name;
+  }
+}
+
+TEST(ConfigEnvironment, FileThenEnvironmentThenCommandLine) {
+  const std::string file = "workers = 2\nmax_requests = 7\nlog_level = \"warn\"\n";
+  const Environment env = {{"PREFORK_HTTPD_WORKERS", "4"}, {"PREFORK_HTTPD_MAX_REQUESTS", "8"}};
+  const Config c = parse_config(file, "t.conf", {{"workers", "6"}}, env);
+  EXPECT_EQ(c.workers, 6U);        // command line over environment
+  EXPECT_EQ(c.max_requests, 8U);   // environment over file
+  EXPECT_EQ(c.log_level, "warn");  // file where nothing else says
+  EXPECT_EQ(parse_config(file, "t.conf", {}, env).workers, 4U);
+}
+
+TEST(ConfigEnvironment, ErrorsNameTheVariable) {
+  EXPECT_EQ(env_error_of("", {{"PREFORK_HTTPD_WORKERS", "many"}}),
+            "environment variable PREFORK_HTTPD_WORKERS: key 'workers': expected \"auto\" or an "
+            "integer from 1 to 1024, got string 'many'");
+  EXPECT_EQ(env_error_of("", {{"PREFORK_HTTPD_GRACEFUL_TIMEOUT", "-1"}}),
+            "environment variable PREFORK_HTTPD_GRACEFUL_TIMEOUT: key 'graceful_timeout': "
+            "expected a duration in seconds (a number from 0.001 to 31536000), got integer -1");
+  EXPECT_THAT(env_error_of("", {{"PREFORK_HTTPD_LISTEN", "localhost:80"}}),
+              HasSubstr("environment variable PREFORK_HTTPD_LISTEN: listen address "
+                        "'localhost:80'"));
+}
+
+TEST(ConfigEnvironment, AVariableThatNamesNoKeyIsAnError) {
+  for (const char* name : {"PREFORK_HTTPD_WORKRES", "PREFORK_HTTPD_workers", "PREFORK_HTTPD_",
+                           "PREFORK_HTTPD_SOURCE"}) {
+    EXPECT_THAT(env_error_of("", {{name, "1"}}), HasSubstr(std::string("environment variable ") +
+                                                           name + ": names no configuration key"))
+        << name;
+  }
+  // What a master sets for the executable it starts on a binary upgrade is not configuration.
+  EXPECT_EQ(env_error_of("", {{kUpgradeFdVariable, "5"}, {kUpgradeListenersVariable, "x"}}),
+            "no error");
+  // Other variables are none of its business.
+  EXPECT_EQ(env_error_of("", {{"PREFORK_HTTPDX", "1"}, {"HOME", "/"}, {"LISTEN", "1"}}),
+            "no error");
+}
+
+TEST(ConfigEnvironment, ValuesAreReadLikeCommandLineValues) {
+  // TOML when it parses as TOML, a plain string otherwise; one key only.
+  EXPECT_EQ(parse_config("", "t", {}, {{"PREFORK_HTTPD_WORKERS", "\"auto\""}}).workers, 0U);
+  EXPECT_EQ(parse_config("", "t", {}, {{"PREFORK_HTTPD_WORKERS", "auto"}}).workers, 0U);
+  EXPECT_EQ(parse_config("", "t", {}, {{"PREFORK_HTTPD_PIDFILE", "/run/x.pid"}}).pidfile,
+            "/run/x.pid");
+  EXPECT_EQ(parse_config("", "t", {}, {{"PREFORK_HTTPD_PIDFILE", "1\nworkers = 9"}}).workers, 0U);
+  EXPECT_EQ(parse_config("", "t", {}, {{"PREFORK_HTTPD_GROUP", ""}}).group, "");
+}
+
+TEST(ConfigEnvironment, PortListensOnAllAddressesWhenNothingElseSaysWhere) {
+  EXPECT_EQ(parse_config("", "t", {}, {{"PORT", "8080"}}).listen,
+            std::vector<std::string>{"[::]:8080"});
+  // Any layer's `listen` wins over PORT.
+  EXPECT_EQ(parse_config("listen = \"127.0.0.1:1\"", "t", {}, {{"PORT", "8080"}}).listen,
+            std::vector<std::string>{"127.0.0.1:1"});
+  EXPECT_EQ(
+      parse_config("", "t", {}, {{"PORT", "8080"}, {"PREFORK_HTTPD_LISTEN", "127.0.0.1:2"}}).listen,
+      std::vector<std::string>{"127.0.0.1:2"});
+  EXPECT_EQ(parse_config("", "t", {{"listen", "127.0.0.1:3"}}, {{"PORT", "8080"}}).listen,
+            std::vector<std::string>{"127.0.0.1:3"});
+  // Empty is unset; a bad one names the variable.
+  EXPECT_EQ(parse_config("", "t", {}, {{"PORT", ""}}).listen,
+            std::vector<std::string>{"[::]:8888"});
+  EXPECT_THAT(env_error_of("", {{"PORT", "http"}}),
+              HasSubstr("environment variable PORT: listen address '[::]:http': expected a port"));
+  EXPECT_THAT(env_error_of("", {{"PORT", "99999"}}), HasSubstr("environment variable PORT: "));
+}
+
+TEST(ConfigEnvironment, TakesOnlyItsVariablesFromAnEnvironBlock) {
+  const char* envp[] = {"HOME=/root", "PREFORK_HTTPD_WORKERS=2",
+                        "PORT=81",    "PREFORK_HTTPD_X=a=b",
+                        "PATH=/bin",  "BROKEN",
+                        nullptr};
+  const Environment env = configuration_environment(envp);
+  ASSERT_EQ(env.size(), 3U);
+  EXPECT_EQ(env[0].name, "PREFORK_HTTPD_WORKERS");
+  EXPECT_EQ(env[0].value, "2");
+  EXPECT_EQ(env[1].name, "PORT");
+  EXPECT_EQ(env[2].value, "a=b");
+  EXPECT_TRUE(configuration_environment(nullptr).empty());
 }
 
 }  // namespace

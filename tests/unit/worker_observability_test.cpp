@@ -253,23 +253,23 @@ class AccessLogFile : public ::testing::Test {
 
 TEST_F(AccessLogFile, CombinedLinesAreEscapedAndWrittenOnFlush) {
   AccessLog log(path_, AccessLogFormat::kCombined, 2, 4242);
-  log.log({"192.0.2.7", "GET /a\"b\\c\x01 HTTP/1.1", 200, 13, "", "ua \xff"}, kNow);
+  log.log({"192.0.2.7", "GET /a\"b\\c\x01 HTTP/1.1", 200, 13, "", "ua \xff", 1'234'567}, kNow);
   EXPECT_EQ(read_all(path_), "");  // buffered
   log.flush();
   EXPECT_EQ(read_all(path_),
             "192.0.2.7 - - [06/Nov/1994:08:49:37 +0000] \"GET /a\\x22b\\x5cc\\x01 HTTP/1.1\" "
-            "200 13 \"-\" \"ua \\xff\"\n");
+            "200 13 \"-\" \"ua \\xff\" 1.234567\n");
 }
 
 TEST_F(AccessLogFile, JsonLinesAreValidAndNameTheWorker) {
   AccessLog log(path_, AccessLogFormat::kJson, 1, 77);
-  log.log({"::1", "GET /\"x\" HTTP/1.1", 404, 5, "r\n", "\xc3\xa9"}, kNow);
+  log.log({"::1", "GET /\"x\" HTTP/1.1", 404, 5, "r\n", "\xc3\xa9", 42}, kNow);
   log.flush();
   EXPECT_EQ(read_all(path_),
             "{\"time\":\"1994-11-06T08:49:37+00:00\",\"remote_addr\":\"::1\","
             "\"request\":\"GET /\\\"x\\\" HTTP/1.1\",\"status\":404,\"body_bytes_sent\":5,"
-            "\"http_referer\":\"r\\u000a\",\"http_user_agent\":\"\\u00c3\\u00a9\",\"pid\":77,"
-            "\"slot\":1}\n");
+            "\"http_referer\":\"r\\u000a\",\"http_user_agent\":\"\\u00c3\\u00a9\","
+            "\"request_time\":0.000042,\"pid\":77,\"slot\":1}\n");
 }
 
 TEST_F(AccessLogFile, AFullBufferIsWrittenAsWholeLinesAndTickFlushesOnceASecond) {
@@ -317,16 +317,21 @@ StatusSnapshot sample_snapshot(common::Scoreboard& board) {
     slot.pid = static_cast<std::int32_t>(101 + i);
     slot.generation = 2;
     slot.state = i == 0 ? common::WorkerState::kIdle : common::WorkerState::kBusy;
-    slot.requests = 10 * (i + 1);
+    slot.served.requests = 10 * (i + 1);
+    slot.served.record_duration(200 * (i + 1), 10 * (i + 1));  // 0.2 ms, 0.4 ms
     slot.connections = static_cast<std::uint32_t>(i + 1);
     slot.started_ms = 1'000'500;
   }
+  board.slot(1).served.at_capacity = 2;
+  h.retired.requests = 5;  // workers replaced earlier
+  h.retired.record_duration(30'000'000, 5);
+  h.listen_queues[0] = common::ScoreboardHeader::pack_queue(3, 128);
   board.slot(1).restarts = 4;
   board.slot(1).last_exit_status = 9;  // killed by SIGKILL
   common::Config config;
   config.workers = 3;
   config.mode = common::Mode::kPerConnection;
-  return take_snapshot(config, &board, false, 1'090'000);
+  return take_snapshot(config, &board, {"127.0.0.1:8080"}, false, 1'090'000);
 }
 
 TEST(StatusPage, HtmlHasOneRowPerLiveWorkerAndTheTotals) {
@@ -343,6 +348,9 @@ TEST(StatusPage, HtmlHasOneRowPerLiveWorkerAndTheTotals) {
   EXPECT_THAT(html, HasSubstr("<td>30</td>"));  // total requests
   EXPECT_THAT(html, HasSubstr("Cap reached</dt><dd>3 times"));
   EXPECT_THAT(html, HasSubstr("00:01:29"));  // worker uptime
+  EXPECT_THAT(html, HasSubstr("<td class=\"l\">127.0.0.1:8080</td><td>3</td><td>128</td>"));
+  EXPECT_THAT(html, HasSubstr("Requests served since start</dt><dd>35</dd>"));
+  EXPECT_THAT(html, HasSubstr("max_connections</dt><dd>2 times"));
 }
 
 TEST(StatusPage, JsonCarriesTheSameData) {
@@ -355,6 +363,11 @@ TEST(StatusPage, JsonCarriesTheSameData) {
   EXPECT_THAT(json, HasSubstr("\"last_exit\":\"killed by SIGKILL\""));
   EXPECT_THAT(json, HasSubstr("\"last_exit\":null"));
   EXPECT_THAT(json, HasSubstr("\"limits\":{\"workers\":3,"));
+  EXPECT_THAT(json, HasSubstr("\"listeners\":[{\"address\":\"127.0.0.1:8080\",\"queue\":3,"
+                              "\"queue_limit\":128}]"));
+  EXPECT_THAT(json, HasSubstr("\"served\":{\"requests\":35,\"connections\":0,"
+                              "\"max_connections_reached\":2,"));
+  EXPECT_THAT(json, HasSubstr("\"max_connections_reached\":2,\"last_exit\""));  // slot 1
 }
 
 TEST(Metrics, EveryFamilyHasHelpAndTypeAndSamplesPerSlot) {
@@ -366,6 +379,18 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndSamplesPerSlot) {
   EXPECT_THAT(text, HasSubstr("prefork_workers{state=\"busy\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("prefork_children_cap_hits_total 3\n"));
   EXPECT_THAT(text, HasSubstr("prefork_start_time_seconds 1000.000\n"));
+  EXPECT_THAT(text, HasSubstr("prefork_listen_queue{listener=\"127.0.0.1:8080\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("prefork_listen_queue_limit{listener=\"127.0.0.1:8080\"} 128\n"));
+  EXPECT_THAT(text, HasSubstr("prefork_served_requests_total 35\n"));
+  EXPECT_THAT(text, HasSubstr("prefork_max_connections_reached_total 2\n"));
+  // Cumulative buckets: 10 at 0.2 ms (le 0.00025), 20 at 0.4 ms (le 0.0005), 5 at 30 s (+Inf).
+  EXPECT_THAT(text, HasSubstr("prefork_request_duration_seconds_bucket{le=\"0.0001\"} 0\n"
+                              "prefork_request_duration_seconds_bucket{le=\"0.00025\"} 10\n"
+                              "prefork_request_duration_seconds_bucket{le=\"0.0005\"} 30\n"));
+  EXPECT_THAT(text, HasSubstr("prefork_request_duration_seconds_bucket{le=\"10\"} 30\n"
+                              "prefork_request_duration_seconds_bucket{le=\"+Inf\"} 35\n"
+                              "prefork_request_duration_seconds_sum 150.010000\n"
+                              "prefork_request_duration_seconds_count 35\n"));
   // Every sample's family was announced with HELP and TYPE before it.
   std::istringstream lines(text);
   std::string line;
@@ -375,6 +400,24 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndSamplesPerSlot) {
     if (line.empty() || line[0] == '#') continue;
     EXPECT_EQ(line.rfind(family, 0), 0U) << line;
   }
+}
+
+TEST(Scoreboard, AnExitedWorkersCountsMoveToTheTotalsAndStayCounted) {
+  common::Scoreboard board(2);
+  board.slot(0).pid = 10;
+  board.slot(0).served.requests = 7;
+  board.slot(0).served.record_duration(50);
+  board.slot(1).pid = 11;
+  board.slot(1).served.requests = 1;
+  EXPECT_EQ(board.served_totals().requests, 8U);
+  board.fold_served(0);  // the master reaped slot 0's worker
+  EXPECT_EQ(board.slot(0).pid, 0);
+  EXPECT_EQ(board.slot(0).served.requests, 0U);
+  const common::ServedTotals after = board.served_totals();
+  EXPECT_EQ(after.requests, 8U);
+  EXPECT_EQ(after.duration_buckets[0], 1U);
+  EXPECT_EQ(after.duration_sum_us, 50U);
+  EXPECT_EQ(board.header().fold_seq, 2U);  // even: no fold under way
 }
 
 }  // namespace
