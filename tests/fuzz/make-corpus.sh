@@ -52,3 +52,5 @@ seed switch-malformed          '\102' '\034' "GET /?status=99 HTTP/1.1\r\n${H}\r
 seed switch-unknown-method     '\100' '\000' "BREW /?echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\nOPTIONS * HTTP/1.1\r\n${H}\r\n"
 seed switch-delay-drain        '\104' '\000' "GET /?delay=2 HTTP/1.1\r\n${H}\r\n$GET"
 seed switch-delay-close        '\100' '\000' "GET /?delay=1 HTTP/1.1\r\n${H}Connection: close\r\n\r\n$GET"
+# Found by the fuzzer: llhttp reports the known method GET of GETGET… before it fails on it.
+seed unknown-method-after-get  '\042' '\004' "GETGETample.!"
