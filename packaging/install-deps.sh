@@ -11,3 +11,6 @@ fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends build-essential ca-certificates >/dev/null
 apt-get build-dep -y -qq "$here" >/dev/null
+# Test-only tools outside the package build: the container image test and the package test under
+# a real systemd (a debootstrap root booted by podman). podman's default runtime here is runc.
+apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null
