@@ -360,13 +360,16 @@ mkdir "$tmp/strace"
 strace -f -ff -qq -o "$tmp/strace/t" -u "$USER_NAME" \
   /usr/sbin/prefork-httpd -c "$CONF" -w 2 >"$tmp/strace.out" 2>&1 </dev/null &
 strace_pid=$!
-traced=""
 for _ in $(seq 100); do
-  traced=$(awk '{print $1}' "/proc/$strace_pid/task/$strace_pid/children" 2>/dev/null || true)
-  [ -n "$traced" ] && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/" && break
+  curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/" && break
+  kill -0 "$strace_pid" 2>/dev/null || break
   sleep 0.2
 done
-[ -n "$traced" ] || { cat "$tmp/strace.out" >&2; die "the server did not start under strace"; }
+# strace forks short-lived children of its own at start (its ptrace feature checks), so the
+# server is found only once it answers: then it is strace's one child.
+traced=$(awk '{print $1}' "/proc/$strace_pid/task/$strace_pid/children" 2>/dev/null || true)
+[ -n "$traced" ] && [ "$(cat "/proc/$traced/comm" 2>/dev/null)" = prefork-httpd ] ||
+  { cat "$tmp/strace.out" >&2; die "the server did not start under strace"; }
 curl -s -o /dev/null --max-time 5 -g "http://[::1]:$PORT/" || true
 curl -s -o /dev/null --max-time 5 -X POST -d x "http://127.0.0.1:$PORT/" || true
 for sig in USR1 HUP TTIN TTOU; do
