@@ -121,8 +121,9 @@ std::string_view RequestParser::echo_target() const noexcept {
   return scratch_ ? std::string_view(scratch_->target) : std::string_view();
 }
 std::string_view RequestParser::echo_version() const noexcept {
-  return version_length_ == sizeof version_ ? std::string_view(version_, sizeof version_)
-                                            : std::string_view();
+  return request_.version_length == sizeof request_.version
+             ? std::string_view(request_.version, sizeof request_.version)
+             : std::string_view();
 }
 const std::vector<std::string>& RequestParser::echo_headers() const noexcept {
   static const std::vector<std::string> none;
@@ -146,50 +147,50 @@ void RequestParser::report(int status, std::uint64_t body_bytes) {
 
 // Input ends inside the request-target: keep what came so far, as for the Host value below.
 void RequestParser::save_split_target() {
-  if (target_split_ || target_at_ == nullptr) return;
-  scratch().target.assign(target_at_, target_length_);
-  target_split_ = true;
-  target_at_ = nullptr;
+  if (request_.target_split || request_.target_at == nullptr) return;
+  scratch().target.assign(request_.target_at, request_.target_length);
+  request_.target_split = true;
+  request_.target_at = nullptr;
 }
 
 void RequestParser::collect_target(const char* at, std::size_t length) {
-  if (target_split_) {
+  if (request_.target_split) {
     scratch_->target.append(at, length);
-  } else if (target_at_ == nullptr) {
-    target_at_ = at;
+  } else if (request_.target_at == nullptr) {
+    request_.target_at = at;
   } else {
-    scratch().target.assign(target_at_, target_length_).append(at, length);
-    target_split_ = true;
-    target_at_ = nullptr;
+    scratch().target.assign(request_.target_at, request_.target_length).append(at, length);
+    request_.target_split = true;
+    request_.target_at = nullptr;
   }
-  target_length_ += length;
+  request_.target_length += length;
 }
 
 // The target is complete: the router decides where the request goes. An echo keeps the target
 // and every header field; anything else needs neither.
 void RequestParser::route_target() {
-  const std::string_view target = target_split_ ? std::string_view(scratch_->target)
-                                  : target_at_ != nullptr
-                                      ? std::string_view(target_at_, target_length_)
+  const std::string_view target = request_.target_split ? std::string_view(scratch_->target)
+                                  : request_.target_at != nullptr
+                                      ? std::string_view(request_.target_at, request_.target_length)
                                       : std::string_view();
-  route_ = router_->route(target);
-  capture_headers_ = route_.switches.echo;
-  if (capture_headers_) {
+  request_.route = router_->route(target);
+  request_.capture_headers = request_.route.switches.echo;
+  if (request_.capture_headers) {
     Scratch& kept = scratch();
-    if (!target_split_) kept.target.assign(target);
+    if (!request_.target_split) kept.target.assign(target);
     kept.headers.clear();
   }
-  target_split_ = false;
-  target_at_ = nullptr;
-  target_length_ = 0;
+  request_.target_split = false;
+  request_.target_at = nullptr;
+  request_.target_length = 0;
 }
 
 // Input ends inside the Host value: keep what came so far, since the input buffer does not stay.
 void RequestParser::save_split_host() {
-  if (field_ != Field::kHost || host_split_ || host_at_ == nullptr) return;
-  scratch().host.assign(host_at_, host_length_);
-  host_split_ = true;
-  host_at_ = nullptr;
+  if (request_.field != Field::kHost || request_.host_split || request_.host_at == nullptr) return;
+  scratch().host.assign(request_.host_at, request_.host_length);
+  request_.host_split = true;
+  request_.host_at = nullptr;
 }
 
 // llhttp pauses at three points, so that everything it consumed before them can be checked
@@ -206,7 +207,7 @@ void RequestParser::feed(std::string_view input, std::string& out) {
   }
   const char* p = input.data();
   const char* const end = p + input.size();
-  if (crlf_left_ > 0 && !check_chunk_crlf(p, end)) return fail(ErrorStatus::k400, out);
+  if (request_.crlf_left > 0 && !check_chunk_crlf(p, end)) return fail(ErrorStatus::k400, out);
   if (in_unknown_method_ && skip_unknown_method(p, end, out) != Recovery::kResume) return;
   for (;;) {
     const bool scanning = scanning_;
@@ -224,7 +225,7 @@ void RequestParser::feed(std::string_view input, std::string& out) {
     }
     const char* const stop = err == HPE_OK ? end : llhttp_get_error_pos(&http_);
     if (scanning && !scan_lines(p, stop)) return fail(rejected_, out);
-    if (in_body && stop > p) body_started_ = true;
+    if (in_body && stop > p) request_.body_started = true;
     if (err == HPE_OK) break;
     if (message_done_) {
       complete_message(out);
@@ -243,15 +244,15 @@ void RequestParser::feed(std::string_view input, std::string& out) {
   save_split_host();
   save_split_target();
   // Only a client that is waiting needs the interim response (RFC 9110 §10.1.1).
-  if (continue_pending_ && phase_ == Phase::kBody && !body_started_) {
+  if (request_.continue_pending && phase_ == Phase::kBody && !request_.body_started) {
     out.append(Responses::kContinue);
   }
-  continue_pending_ = false;
+  request_.continue_pending = false;
 }
 
 void RequestParser::answer_refused(std::string& out) {
   if (!refused_body_pending()) return;
-  answered_ = true;
+  request_.answered = true;
   if (answer(out)) {
     phase_ = Phase::kClosing;
     unread_input_ = true;  // the rest of the body
@@ -259,7 +260,7 @@ void RequestParser::answer_refused(std::string& out) {
 }
 
 bool RequestParser::time_out(std::string& out) {
-  if ((phase_ == Phase::kHead || phase_ == Phase::kBody) && !answered_) {
+  if ((phase_ == Phase::kHead || phase_ == Phase::kBody) && !request_.answered) {
     fail(ErrorStatus::k408, out);
     return true;
   }
@@ -273,7 +274,7 @@ void RequestParser::complete_message(std::string& out) {
   line_start_ = true;
   last_byte_ = '\n';
   head_bytes_ = 0;
-  if (!answered_ && kind_ == Kind::kBackend && route_.switches.delay > 0) {
+  if (!request_.answered && request_.kind == Kind::kBackend && request_.route.switches.delay > 0) {
     phase_ = Phase::kDelayed;  // llhttp stays paused until release()
     return;
   }
@@ -281,10 +282,10 @@ void RequestParser::complete_message(std::string& out) {
 }
 
 void RequestParser::finish_answer(std::string& out) {
-  const bool close = !answered_ && answer(out);
-  answered_ = false;
+  const bool close = !request_.answered && answer(out);
+  request_.answered = false;
   phase_ = close ? Phase::kClosing : Phase::kIdle;
-  head_method_ = false;
+  request_.head_method = false;
 }
 
 void RequestParser::release(std::string& out) {
@@ -304,14 +305,14 @@ void RequestParser::release(std::string& out) {
 bool RequestParser::answer(std::string& out) {
   const bool last_allowed =
       limits_.keepalive_requests != 0 && response_count_ + 1 >= limits_.keepalive_requests;
-  bool close = !keep_alive_ || draining_ || last_allowed;
+  bool close = !request_.keep_alive || draining_ || last_allowed;
   const ConnectionHeader connection = close                   ? ConnectionHeader::kClose
                                       : http_.http_minor == 0 ? ConnectionHeader::kKeepAlive
                                                               : ConnectionHeader::kNone;
-  switch (kind_) {
+  switch (request_.kind) {
     case Kind::kHello:
-      out.append(responses_.hello(head_method_, connection));
-      report(responses_.hello_status(), responses_.hello_body_bytes(head_method_));
+      out.append(responses_.hello(request_.head_method, connection));
+      report(responses_.hello_status(), responses_.hello_body_bytes(request_.head_method));
       break;
     case Kind::kOptions:
       out.append(responses_.options(connection));
@@ -322,15 +323,15 @@ bool RequestParser::answer(std::string& out) {
       report(405, Responses::error_body_size(ErrorStatus::k405));
       break;
     case Kind::kEndpoint: {
-      const EndpointReply reply =
-          handler_->respond({*route_.endpoint, head_method_, route_.json, connection}, out);
+      const EndpointReply reply = handler_->respond(
+          {*request_.route.endpoint, request_.head_method, request_.route.json, connection}, out);
       close = close || reply.close;
       report(reply.status, reply.body_bytes);
       break;
     }
     case Kind::kBackend: {
       const EndpointReply reply = handler_->respond_backend(
-          {route_.switches, *this, head_method_, connection}, responses_, out);
+          {request_.route.switches, *this, request_.head_method, connection}, responses_, out);
       close = close || reply.close;
       report(reply.status, reply.body_bytes);
       break;
@@ -342,10 +343,11 @@ bool RequestParser::answer(std::string& out) {
 
 void RequestParser::fail(ErrorStatus status, std::string& out) {
   in_unknown_method_ = false;
-  if (!answered_) {  // exactly one response per request: a refused one may have had it already
-    out.append(responses_.error(status, head_method_));
+  if (!request_
+           .answered) {  // exactly one response per request: a refused one may have had it already
+    out.append(responses_.error(status, request_.head_method));
     ++response_count_;
-    report(status_code(status), head_method_ ? 0 : Responses::error_body_size(status));
+    report(status_code(status), request_.head_method ? 0 : Responses::error_body_size(status));
   }
   phase_ = Phase::kClosing;
   unread_input_ = true;  // the rest of a bad request may still be on its way
@@ -356,8 +358,9 @@ ErrorStatus RequestParser::status_for(llhttp_errno_t err) const {
   if (has_rejected_) return rejected_;
   // llhttp itself refuses well-formed versions it does not know ("HTTP/1.2", "HTTP/3.0");
   // those are 505, while a malformed version is 400.
-  if (err == HPE_INVALID_VERSION && !version_seen_ && version_length_ == 3 &&
-      is_digit(version_[0]) && version_[1] == '.' && is_digit(version_[2])) {
+  if (err == HPE_INVALID_VERSION && !request_.version_seen && request_.version_length == 3 &&
+      is_digit(request_.version[0]) && request_.version[1] == '.' &&
+      is_digit(request_.version[2])) {
     return ErrorStatus::k505;
   }
   return ErrorStatus::k400;
@@ -383,8 +386,9 @@ RequestParser::Recovery RequestParser::recover(llhttp_errno_t err, const char*& 
     const char* const floor = method_span_end_ != nullptr ? method_span_end_ : begin;
     const char* method = at;
     while (method > floor && is_tchar(method[-1])) --method;
-    method_bytes_ = static_cast<std::uint32_t>(line_bytes_ + static_cast<std::size_t>(at - method));
-    line_bytes_ = method_bytes_;
+    request_.method_bytes =
+        static_cast<std::uint32_t>(request_.line_bytes + static_cast<std::size_t>(at - method));
+    request_.line_bytes = request_.method_bytes;
     if (capture_line_) {
       append_bounded(scratch_->request_line, method, static_cast<std::size_t>(at - method),
                      kMaxLoggedLine);
@@ -393,8 +397,8 @@ RequestParser::Recovery RequestParser::recover(llhttp_errno_t err, const char*& 
     p = at;
     return skip_unknown_method(p, end, out);
   }
-  if (err == HPE_INVALID_VERSION && !version_seen_ && version_length_ == 3 && version_[0] == '1' &&
-      version_[1] == '.' && is_digit(version_[2])) {
+  if (err == HPE_INVALID_VERSION && !request_.version_seen && request_.version_length == 3 &&
+      request_.version[0] == '1' && request_.version[1] == '.' && is_digit(request_.version[2])) {
     const std::string line =
         std::string(llhttp_method_name(static_cast<llhttp_method_t>(http_.method))) +
         (http_.method == HTTP_CONNECT ? " a:1" : " /") + " HTTP/1.1";
@@ -415,15 +419,15 @@ RequestParser::Recovery RequestParser::skip_unknown_method(const char*& p, const
   while (p < end && is_tchar(*p)) ++p;
   const auto taken = static_cast<std::size_t>(p - start);
   if (capture_line_) append_bounded(scratch_->request_line, start, taken, kMaxLoggedLine);
-  method_bytes_ += static_cast<std::uint32_t>(taken);
-  line_bytes_ += taken;
+  request_.method_bytes += static_cast<std::uint32_t>(taken);
+  request_.line_bytes += taken;
   head_bytes_ += taken;
-  if (line_bytes_ + kRequestLineOverhead > limits_.max_request_line) {
+  if (request_.line_bytes + kRequestLineOverhead > limits_.max_request_line) {
     fail(ErrorStatus::k414, out);
     return Recovery::kFailed;
   }
   if (p == end) return Recovery::kNeedMore;
-  if (*p != ' ' || method_bytes_ == 0) {
+  if (*p != ' ' || request_.method_bytes == 0) {
     fail(ErrorStatus::k400, out);
     return Recovery::kFailed;
   }
@@ -436,11 +440,11 @@ RequestParser::Recovery RequestParser::skip_unknown_method(const char*& p, const
   ++head_bytes_;  // the SP is in kRequestLineOverhead, as for a method llhttp knows
   if (capture_line_) {
     append_bounded(scratch_->request_line, " ", 1, kMaxLoggedLine);
-    line_part_ = 1;
+    request_.line_part = 1;
   }
   last_byte_ = ' ';
   line_start_ = false;
-  unknown_method_ = true;
+  request_.unknown_method = true;
   return Recovery::kResume;
 }
 
@@ -499,50 +503,15 @@ bool RequestParser::scan_lines(const char* begin, const char* end) {
 // llhttp 8.x skips the two bytes after a chunk's data without looking at them; they must be
 // CRLF, or a request could hide in a chunk.
 bool RequestParser::check_chunk_crlf(const char* begin, const char* end) {
-  for (; crlf_left_ > 0 && begin < end; ++begin, --crlf_left_) {
-    if (*begin != (crlf_left_ == 2 ? '\r' : '\n')) return false;
+  for (; request_.crlf_left > 0 && begin < end; ++begin, --request_.crlf_left) {
+    if (*begin != (request_.crlf_left == 2 ? '\r' : '\n')) return false;
   }
   return true;
 }
 
 void RequestParser::start_request() {
   phase_ = Phase::kHead;
-  line_bytes_ = 0;
-  header_bytes_ = 0;
-  header_count_ = 0;
-  body_bytes_ = 0;
-  chunk_left_ = 0;
-  crlf_left_ = 0;
-  kind_ = Kind::kHello;
-  head_method_ = false;
-  keep_alive_ = false;
-  client_closes_ = false;
-  version_seen_ = false;
-  continue_pending_ = false;
-  body_started_ = false;
-  expect_continue_ = false;
-  expect_unknown_ = false;
-  unknown_method_ = false;
-  refused_with_body_ = false;
-  answered_ = false;
-  target_seen_ = false;
-  asterisk_ = false;
-  method_bytes_ = 0;
-  field_ = Field::kOther;
-  field_length_ = 0;
-  field_candidates_ = 0;
-  host_count_ = 0;
-  version_length_ = 0;
-  host_valid_ = true;
-  host_split_ = false;
-  host_length_ = 0;
-  host_at_ = nullptr;
-  target_split_ = false;
-  target_at_ = nullptr;
-  target_length_ = 0;
-  route_ = Route{};
-  capture_headers_ = false;
-  line_part_ = 0;
+  request_ = RequestState{};
   if (scratch_) {
     if (capture_line_) scratch_->request_line.clear();
     if (log_requests_) {
@@ -565,7 +534,7 @@ int RequestParser::on_message_begin(llhttp_t* http) {
 int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
   if (parser.replaying_) return HPE_OK;
-  parser.line_bytes_ += length;
+  parser.request_.line_bytes += length;
   parser.method_span_end_ = at + length;
   if (parser.capture_line_) {
     append_bounded(parser.scratch_->request_line, at, length, kMaxLoggedLine);
@@ -575,7 +544,7 @@ int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length)
 
 int RequestParser::on_method_complete(llhttp_t* http) {
   if (self(http).replaying_) return HPE_OK;
-  self(http).head_method_ = http->method == HTTP_HEAD;
+  self(http).request_.head_method = http->method == HTTP_HEAD;
   return HPE_OK;
 }
 
@@ -584,8 +553,8 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
   if (parser.replaying_) return HPE_OK;
   // "*" (asterisk-form) is only for OPTIONS (RFC 9112 §3.2.4), checked with the head.
   if (length > 0) {
-    parser.asterisk_ = !parser.target_seen_ && length == 1 && at[0] == '*';
-    parser.target_seen_ = true;
+    parser.request_.asterisk = !parser.request_.target_seen && length == 1 && at[0] == '*';
+    parser.request_.target_seen = true;
   }
   // llhttp lets HTAB and bytes >= 0x80 through; a request-target is visible ASCII only.
   for (std::size_t i = 0; i < length; ++i) {
@@ -595,12 +564,12 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
   if (parser.routing_) parser.collect_target(at, length);
   if (parser.capture_line_) {
     std::string& line = parser.scratch_->request_line;
-    if (parser.line_part_ == 0) append_bounded(line, " ", 1, kMaxLoggedLine);
-    parser.line_part_ = 1;
+    if (parser.request_.line_part == 0) append_bounded(line, " ", 1, kMaxLoggedLine);
+    parser.request_.line_part = 1;
     append_bounded(line, at, length, kMaxLoggedLine);
   }
-  parser.line_bytes_ += length;
-  if (parser.line_bytes_ + kRequestLineOverhead > parser.limits_.max_request_line) {
+  parser.request_.line_bytes += length;
+  if (parser.request_.line_bytes + kRequestLineOverhead > parser.limits_.max_request_line) {
     return parser.reject(ErrorStatus::k414);
   }
   return HPE_OK;
@@ -617,22 +586,24 @@ int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length
   if (parser.replaying_) return HPE_OK;
   if (parser.capture_line_) {
     std::string& line = parser.scratch_->request_line;
-    if (parser.line_part_ < 2) append_bounded(line, " HTTP/", 6, kMaxLoggedLine);
-    parser.line_part_ = 2;
+    if (parser.request_.line_part < 2) append_bounded(line, " HTTP/", 6, kMaxLoggedLine);
+    parser.request_.line_part = 2;
     append_bounded(line, at, length, kMaxLoggedLine);
   }
-  if (parser.version_length_ + length > sizeof parser.version_) {
-    parser.version_length_ = sizeof parser.version_ + 1;  // too long to be DIGIT "." DIGIT
+  if (parser.request_.version_length + length > sizeof parser.request_.version) {
+    parser.request_.version_length =
+        sizeof parser.request_.version + 1;  // too long to be DIGIT "." DIGIT
     return HPE_OK;
   }
-  std::memcpy(parser.version_ + parser.version_length_, at, length);
-  parser.version_length_ = static_cast<std::uint8_t>(parser.version_length_ + length);
+  std::memcpy(parser.request_.version + parser.request_.version_length, at, length);
+  parser.request_.version_length =
+      static_cast<std::uint8_t>(parser.request_.version_length + length);
   return HPE_OK;
 }
 
 int RequestParser::on_version_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
-  parser.version_seen_ = true;
+  parser.request_.version_seen = true;
   // HTTP/1.x with x > 1 gets here only through recover(), as HTTP/1.1.
   if (http->http_major != 1) return parser.reject(ErrorStatus::k505);
   return HPE_OK;
@@ -644,18 +615,18 @@ int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t l
   for (std::size_t i = 0; i < length; ++i) {
     if (!is_tchar(at[i])) return parser.reject(ErrorStatus::k400);
   }
-  parser.header_bytes_ += length;
-  if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
+  parser.request_.header_bytes += length;
+  if (parser.request_.header_bytes > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
   }
-  if (parser.capture_headers_ && parser.phase_ == Phase::kHead) {
+  if (parser.request_.capture_headers && parser.phase_ == Phase::kHead) {
     std::vector<std::string>& headers = parser.scratch_->headers;
-    if (parser.field_length_ == 0 && length > 0) headers.resize(headers.size() + 2);
+    if (parser.request_.field_length == 0 && length > 0) headers.resize(headers.size() + 2);
     if (!headers.empty()) headers[headers.size() - 2].append(at, length);
   }
   // Matched as it arrives, so a name split across reads needs no copy. The first byte picks
   // the one name it can be (the six differ there), so at most one is compared.
-  if (parser.field_length_ == 0 && length > 0) {
+  if (parser.request_.field_length == 0 && length > 0) {
     std::uint8_t first = 0;
     switch (to_lower(at[0])) {
       case 'h': first = kHostBit; break;
@@ -672,46 +643,47 @@ int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t l
             : static_cast<std::uint8_t>(kHostBit | kExpectBit |
                                         (parser.log_requests_ ? kLoggedBits : 0) |
                                         (parser.capture_forwarded_ ? kForwardedBits : 0));
-    parser.field_candidates_ = static_cast<std::uint8_t>(first & allowed);
+    parser.request_.field_candidates = static_cast<std::uint8_t>(first & allowed);
   }
-  std::uint8_t candidates = parser.field_candidates_;
+  std::uint8_t candidates = parser.request_.field_candidates;
   if (candidates != 0) {
     const auto bit = static_cast<std::size_t>(__builtin_ctz(candidates));
     const std::string_view name = kFieldNames[bit];
-    bool match = parser.field_length_ + length <= name.size();
+    bool match = parser.request_.field_length + length <= name.size();
     for (std::size_t i = 0; match && i < length; ++i) {
-      match = to_lower(at[i]) == name[parser.field_length_ + i];
+      match = to_lower(at[i]) == name[parser.request_.field_length + i];
     }
     if (!match) candidates = 0;
   }
-  parser.field_candidates_ = candidates;
-  parser.field_length_ =
-      static_cast<std::uint8_t>(std::min<std::size_t>(parser.field_length_ + length, 255));
+  parser.request_.field_candidates = candidates;
+  parser.request_.field_length =
+      static_cast<std::uint8_t>(std::min<std::size_t>(parser.request_.field_length + length, 255));
   return HPE_OK;
 }
 
 int RequestParser::on_header_field_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
-  if (parser.field_length_ == 0) return parser.reject(ErrorStatus::k400);  // ": x"
-  if (++parser.header_count_ > parser.limits_.max_headers) return parser.reject(ErrorStatus::k431);
-  parser.header_bytes_ += kFieldLineOverhead;
-  if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
+  if (parser.request_.field_length == 0) return parser.reject(ErrorStatus::k400);  // ": x"
+  if (++parser.request_.header_count > parser.limits_.max_headers)
+    return parser.reject(ErrorStatus::k431);
+  parser.request_.header_bytes += kFieldLineOverhead;
+  if (parser.request_.header_bytes > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
   }
-  parser.field_ = Field::kOther;
+  parser.request_.field = Field::kOther;
   for (std::size_t bit = 0; bit < kFieldNames.size(); ++bit) {
-    if ((parser.field_candidates_ & (1U << bit)) != 0 &&
-        kFieldNames[bit].size() == parser.field_length_) {
-      parser.field_ = static_cast<Field>(bit + 1);
+    if ((parser.request_.field_candidates & (1U << bit)) != 0 &&
+        kFieldNames[bit].size() == parser.request_.field_length) {
+      parser.request_.field = static_cast<Field>(bit + 1);
     }
   }
-  switch (parser.field_) {
+  switch (parser.request_.field) {
     case Field::kHost:
-      if (++parser.host_count_ > 1) return parser.reject(ErrorStatus::k400);
+      if (++parser.request_.host_count > 1) return parser.reject(ErrorStatus::k400);
       break;
     case Field::kExpect:
-      parser.expect_state_ = ExpectState::kLeading;
-      parser.expect_matched_ = 0;
+      parser.request_.expect_state = ExpectState::kLeading;
+      parser.request_.expect_matched = 0;
       break;
     case Field::kReferer: parser.scratch_->referer.clear(); break;
     case Field::kUserAgent: parser.scratch_->user_agent.clear(); break;
@@ -728,38 +700,40 @@ int RequestParser::on_header_field_complete(llhttp_t* http) {
       break;
     case Field::kOther: break;
   }
-  parser.field_length_ = 0;
-  parser.field_candidates_ = 0;
+  parser.request_.field_length = 0;
+  parser.request_.field_candidates = 0;
   return HPE_OK;
 }
 
 int RequestParser::on_header_value(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
-  parser.header_bytes_ += length;
-  if (parser.header_bytes_ > parser.limits_.max_header_bytes) {
+  parser.request_.header_bytes += length;
+  if (parser.request_.header_bytes > parser.limits_.max_header_bytes) {
     return parser.reject(ErrorStatus::k431);
   }
-  if (parser.capture_headers_ && parser.phase_ == Phase::kHead &&
+  if (parser.request_.capture_headers && parser.phase_ == Phase::kHead &&
       !parser.scratch_->headers.empty()) {
     parser.scratch_->headers.back().append(at, length);
   }
-  switch (parser.field_) {
+  switch (parser.request_.field) {
     case Field::kHost:
       // Usually the whole value arrives in one piece and is checked where it lies; only a
       // value split across reads is copied (save_split_host).
-      if (parser.host_length_ + length > kMaxHostLength) {
-        parser.host_valid_ = false;
-      } else if (parser.host_split_) {
+      if (parser.request_.host_length + length > kMaxHostLength) {
+        parser.request_.host_valid = false;
+      } else if (parser.request_.host_split) {
         parser.scratch_->host.append(at, length);
-      } else if (parser.host_at_ == nullptr) {
-        parser.host_at_ = at;
+      } else if (parser.request_.host_at == nullptr) {
+        parser.request_.host_at = at;
       } else {
-        parser.scratch().host.assign(parser.host_at_, parser.host_length_).append(at, length);
-        parser.host_split_ = true;
-        parser.host_at_ = nullptr;
+        parser.scratch()
+            .host.assign(parser.request_.host_at, parser.request_.host_length)
+            .append(at, length);
+        parser.request_.host_split = true;
+        parser.request_.host_at = nullptr;
       }
-      parser.host_length_ = static_cast<std::uint16_t>(
-          std::min<std::size_t>(parser.host_length_ + length, kMaxHostLength + 1));
+      parser.request_.host_length = static_cast<std::uint16_t>(
+          std::min<std::size_t>(parser.request_.host_length + length, kMaxHostLength + 1));
       break;
     case Field::kExpect: parser.match_expect(at, length); break;
     case Field::kReferer:
@@ -782,25 +756,25 @@ int RequestParser::on_header_value(llhttp_t* http, const char* at, std::size_t l
 
 // Expect is matched as it arrives against OWS "100-continue" OWS (case-insensitive).
 void RequestParser::match_expect(const char* at, std::size_t length) {
-  for (std::size_t i = 0; i < length && expect_state_ != ExpectState::kBad; ++i) {
+  for (std::size_t i = 0; i < length && request_.expect_state != ExpectState::kBad; ++i) {
     const char c = at[i];
-    switch (expect_state_) {
+    switch (request_.expect_state) {
       case ExpectState::kLeading:
         if (is_ows(c)) break;
-        expect_state_ = ExpectState::kMatching;
+        request_.expect_state = ExpectState::kMatching;
         [[fallthrough]];
       case ExpectState::kMatching:
-        if (expect_matched_ < kContinueExpectation.size() &&
-            to_lower(c) == kContinueExpectation[expect_matched_]) {
-          ++expect_matched_;
-        } else if (expect_matched_ == kContinueExpectation.size() && is_ows(c)) {
-          expect_state_ = ExpectState::kTrailing;
+        if (request_.expect_matched < kContinueExpectation.size() &&
+            to_lower(c) == kContinueExpectation[request_.expect_matched]) {
+          ++request_.expect_matched;
+        } else if (request_.expect_matched == kContinueExpectation.size() && is_ows(c)) {
+          request_.expect_state = ExpectState::kTrailing;
         } else {
-          expect_state_ = ExpectState::kBad;
+          request_.expect_state = ExpectState::kBad;
         }
         break;
       case ExpectState::kTrailing:
-        if (!is_ows(c)) expect_state_ = ExpectState::kBad;
+        if (!is_ows(c)) request_.expect_state = ExpectState::kBad;
         break;
       case ExpectState::kBad: break;
     }
@@ -809,23 +783,24 @@ void RequestParser::match_expect(const char* at, std::size_t length) {
 
 int RequestParser::on_header_value_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
-  if (parser.field_ == Field::kExpect) {
-    const bool known = parser.expect_state_ == ExpectState::kTrailing ||
-                       (parser.expect_state_ == ExpectState::kMatching &&
-                        parser.expect_matched_ == kContinueExpectation.size());
-    (known ? parser.expect_continue_ : parser.expect_unknown_) = true;
-  } else if (parser.field_ == Field::kHost) {
-    if (parser.host_valid_) {
-      const std::string_view value = parser.host_split_ ? std::string_view(parser.scratch_->host)
-                                     : parser.host_at_ != nullptr
-                                         ? std::string_view(parser.host_at_, parser.host_length_)
-                                         : std::string_view();
-      parser.host_valid_ = is_valid_host(trim_ows(value));
+  if (parser.request_.field == Field::kExpect) {
+    const bool known = parser.request_.expect_state == ExpectState::kTrailing ||
+                       (parser.request_.expect_state == ExpectState::kMatching &&
+                        parser.request_.expect_matched == kContinueExpectation.size());
+    (known ? parser.request_.expect_continue : parser.request_.expect_unknown) = true;
+  } else if (parser.request_.field == Field::kHost) {
+    if (parser.request_.host_valid) {
+      const std::string_view value =
+          parser.request_.host_split ? std::string_view(parser.scratch_->host)
+          : parser.request_.host_at != nullptr
+              ? std::string_view(parser.request_.host_at, parser.request_.host_length)
+              : std::string_view();
+      parser.request_.host_valid = is_valid_host(trim_ows(value));
     }
-    parser.host_split_ = false;
-    parser.host_at_ = nullptr;
+    parser.request_.host_split = false;
+    parser.request_.host_at = nullptr;
   }
-  parser.field_ = Field::kOther;
+  parser.request_.field = Field::kOther;
   return HPE_OK;
 }
 
@@ -835,12 +810,12 @@ int RequestParser::on_headers_complete(llhttp_t* http) {
 
 // What answers the request, from its method and what the router said of its target.
 RequestParser::Kind RequestParser::kind_for(llhttp_method_t method) const {
-  const bool backend = routing_ && router_->switches() && !route_.endpoint;
-  const Kind hello = route_.switches.any() ? Kind::kBackend : Kind::kHello;
+  const bool backend = routing_ && router_->switches() && !request_.route.endpoint;
+  const Kind hello = request_.route.switches.any() ? Kind::kBackend : Kind::kHello;
   switch (method) {
     case HTTP_GET:
-    case HTTP_HEAD: return route_.endpoint ? Kind::kEndpoint : hello;
-    case HTTP_OPTIONS: return backend && !asterisk_ ? hello : Kind::kOptions;
+    case HTTP_HEAD: return request_.route.endpoint ? Kind::kEndpoint : hello;
+    case HTTP_OPTIONS: return backend && !request_.asterisk ? hello : Kind::kOptions;
     default: return backend ? hello : Kind::kNotAllowed;
   }
 }
@@ -848,48 +823,48 @@ RequestParser::Kind RequestParser::kind_for(llhttp_method_t method) const {
 int RequestParser::headers_complete() {
   scanning_ = false;  // the body is not line-oriented; chunk framing is llhttp's and ours below
   // llhttp takes "GET /" without a version as HTTP/0.9; we serve HTTP/1.x only.
-  if (!version_seen_) return reject(ErrorStatus::k400);
+  if (!request_.version_seen) return reject(ErrorStatus::k400);
   const bool http11 = http_.http_minor >= 1;
-  if (http11 && host_count_ == 0) return reject(ErrorStatus::k400);
-  if (host_count_ == 1 && !host_valid_) return reject(ErrorStatus::k400);
-  if (asterisk_ && http_.method != HTTP_OPTIONS) return reject(ErrorStatus::k400);
+  if (http11 && request_.host_count == 0) return reject(ErrorStatus::k400);
+  if (request_.host_count == 1 && !request_.host_valid) return reject(ErrorStatus::k400);
+  if (request_.asterisk && http_.method != HTTP_OPTIONS) return reject(ErrorStatus::k400);
   // With switches on, the backend answers any method (an unknown one reads as GET from here).
-  const bool any_method = routing_ && router_->switches() && !route_.endpoint;
-  if (unknown_method_ && !any_method) return reject(ErrorStatus::k501);
+  const bool any_method = routing_ && router_->switches() && !request_.route.endpoint;
+  if (request_.unknown_method && !any_method) return reject(ErrorStatus::k501);
   // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing.
   if ((http_.flags & F_TRANSFER_ENCODING) != 0 && !http11) return reject(ErrorStatus::k400);
   const bool has_length = (http_.flags & F_CONTENT_LENGTH) != 0;
   if (has_length && http_.content_length > limits_.max_body_bytes) {
     return reject(ErrorStatus::k413);
   }
-  kind_ = kind_for(static_cast<llhttp_method_t>(http_.method));
+  request_.kind = kind_for(static_cast<llhttp_method_t>(http_.method));
   // We speak no other protocol: after CONNECT or an Upgrade request the connection ends.
   const bool client_keeps_alive = llhttp_should_keep_alive(&http_) != 0;
   const bool other_protocol = http_.upgrade != 0 || http_.method == HTTP_CONNECT;
-  keep_alive_ = client_keeps_alive && !other_protocol;
+  request_.keep_alive = client_keeps_alive && !other_protocol;
   // One switching protocols may send its bytes at once; one that said close sends nothing more.
-  client_closes_ = !client_keeps_alive && !other_protocol;
+  request_.client_closes = !client_keeps_alive && !other_protocol;
   // HTTP/1.0 servers ignore Expect (RFC 9110 §10.1.1).
-  if (http11 && expect_unknown_) return reject(ErrorStatus::k417);
+  if (http11 && request_.expect_unknown) return reject(ErrorStatus::k417);
   const bool has_body = (http_.flags & F_CHUNKED) != 0 || (has_length && http_.content_length > 0);
-  if (http11 && expect_continue_ && has_body) {
+  if (http11 && request_.expect_continue && has_body) {
     // Refuse at once rather than invite a body we would discard; the connection then closes.
-    if (kind_ == Kind::kNotAllowed) return reject(ErrorStatus::k405);
-    continue_pending_ = true;
+    if (request_.kind == Kind::kNotAllowed) return reject(ErrorStatus::k405);
+    request_.continue_pending = true;
   }
-  refused_with_body_ = kind_ == Kind::kNotAllowed && has_body;
+  request_.refused_with_body = request_.kind == Kind::kNotAllowed && has_body;
   phase_ = Phase::kBody;
   return HPE_PAUSED;
 }
 
 int RequestParser::on_chunk_header(llhttp_t* http) {
   RequestParser& parser = self(http);
-  parser.chunk_left_ = http->content_length;
-  if (parser.body_bytes_ + parser.chunk_left_ > parser.limits_.max_body_bytes ||
-      parser.chunk_left_ > parser.limits_.max_body_bytes) {
+  parser.request_.chunk_left = http->content_length;
+  if (parser.request_.body_bytes + parser.request_.chunk_left > parser.limits_.max_body_bytes ||
+      parser.request_.chunk_left > parser.limits_.max_body_bytes) {
     return parser.reject(ErrorStatus::k413);
   }
-  if (parser.chunk_left_ != 0) return HPE_OK;
+  if (parser.request_.chunk_left != 0) return HPE_OK;
   // Last chunk: the trailer section follows, line-oriented like a head.
   parser.scanning_ = true;
   parser.line_start_ = true;
@@ -900,11 +875,11 @@ int RequestParser::on_chunk_header(llhttp_t* http) {
 
 int RequestParser::on_body(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
-  parser.body_bytes_ += length;
+  parser.request_.body_bytes += length;
   if ((http->flags & F_CHUNKED) == 0) return HPE_OK;
-  parser.chunk_left_ -= std::min<std::uint64_t>(parser.chunk_left_, length);
-  if (parser.chunk_left_ == 0) {
-    parser.crlf_left_ = 2;
+  parser.request_.chunk_left -= std::min<std::uint64_t>(parser.request_.chunk_left, length);
+  if (parser.request_.chunk_left == 0) {
+    parser.request_.crlf_left = 2;
     if (!parser.check_chunk_crlf(at + length, parser.segment_end_)) {
       return parser.reject(ErrorStatus::k400);
     }

@@ -105,7 +105,7 @@ class RequestParser {
 
   // A request we refuse (405) whose body is still to come: answer_refused() may answer it now.
   [[nodiscard]] bool refused_body_pending() const noexcept {
-    return refused_with_body_ && !answered_ && phase_ == Phase::kBody;
+    return request_.refused_with_body && !request_.answered && phase_ == Phase::kBody;
   }
   // Appends the answer to such a request before its body is in, so that a slow (trickled)
   // body cannot delay it; the body is still read and thrown away (discarding_body()), and the
@@ -116,7 +116,7 @@ class RequestParser {
 
   // In Phase::kDelayed: how long the request asked to wait, and its answer once that is over
   // (then the input that came after it is parsed, as feed() would have).
-  [[nodiscard]] common::Millis delay() const noexcept { return route_.switches.delay; }
+  [[nodiscard]] common::Millis delay() const noexcept { return request_.route.switches.delay; }
   void release(std::string& out);
 
   // Graceful drain: the response to any request still to be answered says Connection: close.
@@ -154,16 +154,16 @@ class RequestParser {
   [[nodiscard]] bool unread_input() const noexcept { return unread_input_; }
   // The request last read said it is the client's last (Connection: close, or HTTP/1.0 without
   // keep-alive) and asked for no other protocol: nothing may follow it (RFC 9112 §9.6).
-  [[nodiscard]] bool client_closes() const noexcept { return client_closes_; }
+  [[nodiscard]] bool client_closes() const noexcept { return request_.client_closes; }
   [[nodiscard]] std::uint64_t responses() const noexcept { return response_count_; }
   // The status of the last response appended (0 before any): for tests and logs.
   [[nodiscard]] int last_status() const noexcept { return last_status_; }
   // Body bytes of the request in progress received so far (for the minimum body rate).
-  [[nodiscard]] std::uint64_t body_bytes() const noexcept { return body_bytes_; }
+  [[nodiscard]] std::uint64_t body_bytes() const noexcept { return request_.body_bytes; }
   // The request in progress was answered already (a refused method answered at its head) and
   // its body is being read only to be thrown away.
   [[nodiscard]] bool discarding_body() const noexcept {
-    return answered_ && phase_ == Phase::kBody;
+    return request_.answered && phase_ == Phase::kBody;
   }
 
  private:
@@ -261,54 +261,58 @@ class RequestParser {
   bool scanning_ = true;        // checking line endings ourselves: head and trailer section
   bool line_start_ = true;      // scanner: the previous byte ended a line
   char last_byte_ = '\n';       // scanner: the previous byte
-  std::uint8_t crlf_left_ = 0;  // bytes of the CRLF after a chunk's data still to check
-
-  // The request being parsed.
-  std::size_t head_bytes_ = 0;
-  std::size_t line_bytes_ = 0;
-  std::size_t header_bytes_ = 0;
-  unsigned header_count_ = 0;
-  std::uint64_t body_bytes_ = 0;
-  std::uint64_t chunk_left_ = 0;
-  Kind kind_ = Kind::kHello;
-  bool head_method_ = false;
-  bool keep_alive_ = false;
-  bool client_closes_ = false;
-  bool version_seen_ = false;
-  bool continue_pending_ = false;
-  bool body_started_ = false;
-  bool expect_continue_ = false;
-  bool expect_unknown_ = false;
-  bool unknown_method_ = false;     // a well-formed method llhttp does not know: 501
-  bool refused_with_body_ = false;  // a method we refuse, with a body to come
-  bool answered_ = false;           // that answer went out; the body is discarded
-  bool target_seen_ = false;
-  bool asterisk_ = false;           // the request-target is exactly "*"
-  std::uint32_t method_bytes_ = 0;  // of an unknown method
-  Field field_ = Field::kOther;
-  std::uint8_t field_length_ = 0;
-  std::uint8_t field_candidates_ = 0;  // bit per name in kFieldNames still matching so far
-  std::uint8_t host_count_ = 0;
-  std::uint8_t version_length_ = 0;
-  ExpectState expect_state_ = ExpectState::kLeading;
-  std::uint8_t expect_matched_ = 0;
-  bool host_valid_ = true;
-  bool host_split_ = false;  // the Host value so far is in scratch_->host
-  std::uint16_t host_length_ = 0;
-  const char* host_at_ = nullptr;  // the Host value so far, inside the current input
-  char version_[3] = {};
+  std::size_t head_bytes_ = 0;  // of the head being read (request line and fields)
   bool log_requests_ = false;
   bool capture_line_ = false;  // request line kept: access log, or switches (echo's method)
   bool capture_forwarded_ = false;
-  bool capture_headers_ = false;  // ?echo: every header field of this request
-  std::uint8_t line_part_ = 0;    // access log: 0 method, 1 target, 2 version received
-  // The request-target so far, for the router: in the input where it lies, or copied into
-  // scratch_->target when it arrives in pieces (routing_ only).
   bool routing_ = false;  // a handler is attached: the router decides
-  bool target_split_ = false;
-  const char* target_at_ = nullptr;
-  std::size_t target_length_ = 0;
-  Route route_;
+
+  // Everything about the request being parsed, reset as one value when the next one begins
+  // (start_request), so that no field can be forgotten there.
+  struct RequestState {
+    std::size_t line_bytes = 0;
+    std::size_t header_bytes = 0;
+    unsigned header_count = 0;
+    std::uint64_t body_bytes = 0;
+    std::uint64_t chunk_left = 0;
+    std::uint8_t crlf_left = 0;  // bytes of the CRLF after a chunk's data still to check
+    Kind kind = Kind::kHello;
+    bool head_method = false;
+    bool keep_alive = false;
+    bool client_closes = false;
+    bool version_seen = false;
+    bool continue_pending = false;
+    bool body_started = false;
+    bool expect_continue = false;
+    bool expect_unknown = false;
+    bool unknown_method = false;     // a well-formed method llhttp does not know: 501
+    bool refused_with_body = false;  // a method we refuse, with a body to come
+    bool answered = false;           // that answer went out; the body is discarded
+    bool target_seen = false;
+    bool asterisk = false;           // the request-target is exactly "*"
+    std::uint32_t method_bytes = 0;  // of an unknown method
+    Field field = Field::kOther;
+    std::uint8_t field_length = 0;
+    std::uint8_t field_candidates = 0;  // bit per name in kFieldNames still matching so far
+    std::uint8_t host_count = 0;
+    std::uint8_t version_length = 0;
+    ExpectState expect_state = ExpectState::kLeading;
+    std::uint8_t expect_matched = 0;
+    bool host_valid = true;
+    bool host_split = false;  // the Host value so far is in scratch_->host
+    std::uint16_t host_length = 0;
+    const char* host_at = nullptr;  // the Host value so far, inside the current input
+    char version[3] = {};
+    bool capture_headers = false;  // ?echo: every header field of this request
+    std::uint8_t line_part = 0;    // access log: 0 method, 1 target, 2 version received
+    // The request-target so far, for the router: in the input where it lies, or copied into
+    // scratch_->target when it arrives in pieces (routing_ only).
+    bool target_split = false;
+    const char* target_at = nullptr;
+    std::size_t target_length = 0;
+    Route route;
+  };
+  RequestState request_;
   RequestHandler* handler_ = nullptr;
   std::unique_ptr<Router> own_router_;  // without a router from the caller
   const Router* router_ = nullptr;
