@@ -15,6 +15,7 @@
 #include "common/sys_error.hpp"
 #include "common/version.hpp"
 #include "common/wait_status.hpp"
+#include "master/listener_reload.hpp"
 #include "master/privileges.hpp"
 #include "master/spawn.hpp"
 #include "master/systemd_notify.hpp"
@@ -61,7 +62,8 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
                      drop_master_fds();
                      listeners_.clear();  // a connection child never accepts
                    },
-               .fork = options_.fork}) {
+               .fork = options_.fork}),
+      upgrader_(options_.executable, epoll_.get()) {
   if (!epoll_) throw common::SysError("epoll_create1");
   // Blocked before any child exists, so no signal is ever handled in signal context.
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &master_signals(), nullptr); err != 0) {
@@ -95,7 +97,7 @@ int Supervisor::run() {
     }
     if (reload_requested_) reload();
     if (upgrade_requested_) begin_upgrade();
-    follow_upgrade();
+    if (upgrader_.follow(monotonic_ms())) hand_over();
     if (!serving()) continue;  // handed over to a new master
     if (reopen_requested_) reopen_logs();
     resize_pool();
@@ -121,8 +123,7 @@ void Supervisor::wait_for_events() {
   readable_listeners_.clear();
   for (int i = 0; i < n; ++i) {
     const int fd = events[static_cast<std::size_t>(i)].data.fd;
-    const bool upgrade_report = upgrade_ && fd == upgrade_->report_fd();
-    if (fd != signal_fd_.get() && !upgrade_report) readable_listeners_.push_back(fd);
+    if (fd != signal_fd_.get() && !upgrader_.is_report(fd)) readable_listeners_.push_back(fd);
   }
 }
 
@@ -149,7 +150,7 @@ void Supervisor::drain_signals() {
 void Supervisor::note_control_request(const signalfd_siginfo& info) {
   ControlReplies* replies = nullptr;
   if (info.ssi_signo == SIGHUP) replies = &reload_replies_;
-  if (info.ssi_signo == SIGUSR2) replies = &upgrade_replies_;
+  if (info.ssi_signo == SIGUSR2) replies = &upgrader_.replies();
   if (replies == nullptr) return;
   replies->note(info);
   if (!serving()) replies->answer(ControlOutcome::kStopping);
@@ -167,10 +168,7 @@ void Supervisor::reap_children() {
       continue;
     }
     if (forker_.on_child_exit(pid, status, serving())) continue;
-    if (upgrade_ && pid == upgrade_->pid()) {
-      on_upgrade_child_exit(status);
-      continue;
-    }
+    if (upgrader_.on_child_exit(pid, status)) continue;
     switch (pool_.on_exit(pid, status, monotonic_ms())) {
       case WorkerPool::Exit::kNotOurs:
         spdlog::warn("reaped unknown child pid {} ({})", pid, describe_wait_status(status));
@@ -207,13 +205,7 @@ void Supervisor::reload() {
     if (next.mode != config_.mode) {
       throw common::ConfigError(next.source + ": key 'mode': cannot change on reload (restart)");
     }
-    // New addresses are bound before anything changes, so a bind failure changes nothing.
-    for (const auto& spec : next.listen) {
-      if (!find_listener(spec)) {
-        added.push_back(
-            std::move(common::open_listeners({spec}, {.socket_mode = next.socket_mode}).front()));
-      }
-    }
+    added = bind_added_listeners(listeners_, next);
   } catch (const std::exception& err) {
     spdlog::error("reload failed, keeping the running configuration: {}", err.what());
     notify("READY=1\nSTATUS=reload failed; running the previous configuration");
@@ -243,115 +235,20 @@ void Supervisor::reload() {
 
 void Supervisor::begin_upgrade() {
   upgrade_requested_ = false;
-  if (upgrade_) {
-    spdlog::warn("SIGUSR2 ignored: an upgrade to pid {} is under way", upgrade_->pid());
-    return;
-  }
-  if (options_.executable.path.empty()) {
-    spdlog::warn("SIGUSR2 ignored: the executable's path is unknown");
-    upgrade_replies_.answer(ControlOutcome::kRejected);
-    return;
-  }
-  notify(reloading_message() + "\nSTATUS=upgrading");
-  try {
-    upgrade_.emplace(options_.executable, listeners_, monotonic_ms() + config_.upgrade_timeout);
-    watch(upgrade_->report_fd(), EPOLLIN);
-  } catch (const std::exception& err) {
-    upgrade_.reset();
-    spdlog::error("upgrade failed, still serving: {}", err.what());
-    notify("READY=1\nSTATUS=upgrade failed; still serving");
-    upgrade_replies_.answer(ControlOutcome::kRejected);
-    return;
-  }
-  spdlog::info("SIGUSR2: upgrading: started {} as pid {}; it has {} ms to serve",
-               options_.executable.path, upgrade_->pid(), config_.upgrade_timeout);
+  const Millis now = monotonic_ms();
+  upgrader_.begin(listeners_, now + config_.upgrade_timeout, config_.upgrade_timeout);
 }
 
-// The new master serves once it says so; a pipe closed first, or silence past the deadline,
-// means it failed: it is killed, and its exit (reaped as our child) ends the attempt.
-void Supervisor::follow_upgrade() {
-  if (!upgrade_ || handed_over_ || !upgrade_->report_fd_open()) return;
-  const auto report = upgrade_->read_report();
-  if (report == true) {
-    hand_over();
-  } else if (report == false) {
-    abandon_upgrade("it exited or closed its report pipe before serving");
-  } else if (monotonic_ms() >= upgrade_->deadline()) {
-    abandon_upgrade("it did not report serving within upgrade_timeout (" +
-                    std::to_string(config_.upgrade_timeout) + " ms)");
-  }
-}
-
-void Supervisor::abandon_upgrade(const std::string& why) {
-  spdlog::error("upgrade: new master pid {} failed: {}; killing it, still serving", upgrade_->pid(),
-                why);
-  upgrade_->close_report();
-  send_signal(upgrade_->pid(), SIGKILL);  // its workers die with it (PR_SET_PDEATHSIG)
-}
-
-void Supervisor::on_upgrade_child_exit(int status) {
-  const std::string how = describe_wait_status(status);
-  if (handed_over_) {
-    spdlog::info("new master pid {} {}", upgrade_->pid(), how);
-  } else {
-    spdlog::error("upgrade failed: new master pid {} {}; still serving (prefork-httpd {})",
-                  upgrade_->pid(), how, common::kVersion);
-    notify("READY=1\nSTATUS=upgrade failed; still serving");
-    upgrade_replies_.answer(ControlOutcome::kRejected);
-  }
-  upgrade_.reset();
-}
-
-// From here on the new master is the master: systemd follows it (MAINPID, sent while we are
-// still the main process, so NotifyAccess=main suffices); we drain as on a reload, silently.
+// The new master serves: we drain as on a reload, silently (the socket files are its now).
 void Supervisor::hand_over() {
-  const pid_t pid = upgrade_->pid();
-  spdlog::info("upgrade: new master pid {} serves; prefork-httpd {} (pid {}) hands over and drains",
-               pid, common::kVersion, ::getpid());
-  notify("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=upgraded; new master pid " +
-         std::to_string(pid) + " serving");
-  handed_over_ = true;
-  upgrade_replies_.answer(ControlOutcome::kApplied);
-  upgrade_->close_report();
-  for (auto& l : listeners_) l.path.release();  // the socket files are the new master's now
+  for (auto& l : listeners_) l.path.release();
   start_draining("binary upgrade");
 }
 
-common::Listener* Supervisor::find_listener(const std::string& spec) {
-  for (auto& l : listeners_) {
-    if (l.spec == spec) return &l;
-  }
-  return nullptr;
-}
-
-// Unchanged listeners keep their sockets (nothing queued on them is lost); removed ones close
-// here, and in the old workers as those drain.
 void Supervisor::apply_listeners(const std::vector<std::string>& specs,
                                  std::vector<common::Listener> added) {
   forker_.stop_accepting();
-  std::vector<common::Listener> next;
-  const auto take = [](std::vector<common::Listener>& from, const std::string& spec) {
-    auto it = std::find_if(from.begin(), from.end(),
-                           [&](const auto& l) { return l.fd && l.spec == spec; });
-    return it == from.end() ? nullptr : &*it;
-  };
-  for (const auto& spec : specs) {
-    // Config validation rejects a repeated entry; should one get here anyway, it is the socket
-    // already taken, never a dereference of nothing.
-    if (take(next, spec) != nullptr) continue;
-    if (auto* kept = take(listeners_, spec)) {
-      next.push_back(std::move(*kept));
-    } else if (auto* fresh = take(added, spec)) {
-      spdlog::info("listening on {}", fresh->bound);
-      next.push_back(std::move(*fresh));
-    } else {
-      spdlog::error("reload: no socket for listen entry {}; skipped", spec);
-    }
-  }
-  for (const auto& gone : listeners_) {
-    if (gone.fd) spdlog::info("no longer listening on {}", gone.bound);
-  }
-  listeners_ = std::move(next);
+  listeners_ = merge_listeners(listeners_, specs, std::move(added));
   forker_.update_interest(serving(), monotonic_ms());
 }
 
@@ -411,7 +308,7 @@ void Supervisor::begin_graceful_stop(int exit_code, const char* why) {
     return;
   }
   if (phase_ != Phase::kServing) return;
-  if (upgrade_ && !handed_over_) abandon_upgrade("the server is stopping");
+  upgrader_.abandon("the server is stopping");
   exit_code_ = exit_code;
   scoreboard_->header().draining.store(true);  // /healthz answers 503 from now on
   notify("STOPPING=1\nSTATUS=draining");
@@ -440,7 +337,7 @@ void Supervisor::start_draining(const char* why) {
 
 void Supervisor::begin_fast_stop(int exit_code, const char* why) {
   if (phase_ == Phase::kFastStopping || phase_ == Phase::kDone) return;
-  if (upgrade_ && !handed_over_) abandon_upgrade("the server is stopping");
+  upgrader_.abandon("the server is stopping");
   if (serving()) exit_code_ = exit_code;
   phase_ = Phase::kFastStopping;
   answer_waiting_as_stopping();
@@ -475,11 +372,9 @@ void Supervisor::watch(int fd, std::uint32_t events) {
 void Supervisor::drop_master_fds() {
   epoll_.reset();
   signal_fd_.reset();
-  upgrade_.reset();
-  upgrade_report_.reset();
+  upgrader_.drop_in_child();
   reload_replies_.forget();
   reload_starting_.forget();
-  upgrade_replies_.forget();
   forker_.drop_fds_in_child();
 }
 
@@ -493,13 +388,12 @@ void Supervisor::notify_ready_once() {
           : "accepting, up to " + std::to_string(config_.max_children) + " children";
   spdlog::info("ready: {}", status);
   reload_starting_.answer(ControlOutcome::kApplied);  // a reload's new generation serves
-  if (upgrade_report_) {
-    // An upgrade: the old master tells systemd (MAINPID) once we have said that we serve.
+  if (upgrader_.started_by_upgrade()) {
+    // The old master tells systemd (MAINPID) once we have said that we serve.
     if (options_.before_taking_over) options_.before_taking_over();
     for (auto& l : listeners_) common::take_socket_file(l);
     scoreboard_->header().upgraded_ms.store(common::wall_ms());
-    report_serving(upgrade_report_);
-    spdlog::info("upgrade: told the old master (pid {}) that we serve", ::getppid());
+    upgrader_.tell_old_master_we_serve();
     return;
   }
   notify("READY=1\nSTATUS=" + status);
@@ -508,11 +402,11 @@ void Supervisor::notify_ready_once() {
 void Supervisor::answer_waiting_as_stopping() {
   reload_replies_.answer(ControlOutcome::kStopping);
   reload_starting_.answer(ControlOutcome::kStopping);
-  upgrade_replies_.answer(ControlOutcome::kStopping);
+  upgrader_.replies().answer(ControlOutcome::kStopping);
 }
 
 void Supervisor::notify(const std::string& message) const {
-  if (!handed_over_) systemd_notify(message);
+  if (!upgrader_.handed_over()) systemd_notify(message);
 }
 
 Millis Supervisor::next_wakeup(Millis now) const {

@@ -67,9 +67,6 @@ class Supervisor {
   void progress_stop();
   void reload();
   void begin_upgrade();
-  void follow_upgrade();
-  void on_upgrade_child_exit(int status);
-  void abandon_upgrade(const std::string& why);
   void hand_over();
   void reopen_logs();
   void resize_pool();
@@ -77,8 +74,7 @@ class Supervisor {
   void accept_connections();
   void publish_listen_queues();
 
-  // Listeners across a reload.
-  common::Listener* find_listener(const std::string& spec);
+  // Listeners across a reload (master/listener_reload.hpp).
   void apply_listeners(const std::vector<std::string>& specs, std::vector<common::Listener> added);
 
   // Stopping.
@@ -111,6 +107,7 @@ class Supervisor {
   common::UniqueFd signal_fd_;
   WorkerPool pool_;          // prefork mode; idle in per-connection mode
   ConnectionForker forker_;  // per-connection mode; idle in prefork mode
+  Upgrader upgrader_;
   std::vector<int> readable_listeners_;
 
   Phase phase_ = Phase::kServing;
@@ -120,11 +117,7 @@ class Supervisor {
   bool reload_requested_ = false;
   ControlReplies reload_replies_;   // asked; answered when rejected, else moved on to:
   ControlReplies reload_starting_;  // accepted; answered when its workers serve
-  ControlReplies upgrade_replies_;  // answered when the new master serves, or failed
   bool upgrade_requested_ = false;
-  std::optional<UpgradeInProgress> upgrade_;
-  common::UniqueFd upgrade_report_ = take_upgrade_report_fd();  // we were started by an upgrade
-  bool handed_over_ = false;  // a new master serves; this one only drains
   bool reopen_requested_ = false;
   int resize_delta_ = 0;
   bool ready_notified_ = false;

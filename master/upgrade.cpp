@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -12,6 +13,10 @@
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "common/sys_error.hpp"
+#include "common/version.hpp"
+#include "common/wait_status.hpp"
+#include "master/spawn.hpp"
+#include "master/systemd_notify.hpp"
 
 namespace prefork::master {
 namespace {
@@ -91,13 +96,109 @@ common::UniqueFd take_upgrade_report_fd() {
   return common::UniqueFd(fd);
 }
 
-void report_serving(common::UniqueFd& report) {
-  if (!report) return;
-  if (::write(report.get(), kServing.data(), kServing.size()) !=
+Upgrader::Upgrader(Executable executable, int epoll_fd)
+    : executable_(std::move(executable)), epoll_fd_(epoll_fd) {}
+
+void Upgrader::begin(const std::vector<common::Listener>& listeners, Millis deadline,
+                     Millis timeout) {
+  if (child_) {
+    spdlog::warn("SIGUSR2 ignored: an upgrade to pid {} is under way", child_->pid());
+    return;
+  }
+  if (executable_.path.empty()) {
+    spdlog::warn("SIGUSR2 ignored: the executable's path is unknown");
+    replies_.answer(ControlOutcome::kRejected);
+    return;
+  }
+  systemd_notify(reloading_message() + "\nSTATUS=upgrading");
+  try {
+    child_.emplace(executable_, listeners, deadline);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = child_->report_fd();
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, ev.data.fd, &ev) != 0) {
+      throw common::SysError("epoll_ctl");
+    }
+  } catch (const std::exception& err) {
+    // A child already forked learns of it through its closed pipe and is reaped as ours.
+    if (child_) abandon(err.what());
+    spdlog::error("upgrade failed, still serving: {}", err.what());
+    systemd_notify("READY=1\nSTATUS=upgrade failed; still serving");
+    replies_.answer(ControlOutcome::kRejected);
+    return;
+  }
+  timeout_ = timeout;
+  spdlog::info("SIGUSR2: upgrading: started {} as pid {}; it has {} ms to serve", executable_.path,
+               child_->pid(), timeout);
+}
+
+// The new master serves once it says so; a pipe closed first, or silence past the deadline,
+// means it failed: it is killed, and its exit (reaped as our child) ends the attempt.
+bool Upgrader::follow(Millis now) {
+  if (!child_ || handed_over_ || !child_->report_fd_open()) return false;
+  const auto report = child_->read_report();
+  if (report == true) {
+    hand_over();
+    return true;
+  }
+  if (report == false) {
+    abandon("it exited or closed its report pipe before serving");
+  } else if (now >= child_->deadline()) {
+    abandon("it did not report serving within upgrade_timeout (" + std::to_string(timeout_) +
+            " ms)");
+  }
+  return false;
+}
+
+// From here on the new master is the master: systemd follows it (MAINPID, sent while we are
+// still the main process, so NotifyAccess=main suffices).
+void Upgrader::hand_over() {
+  const pid_t pid = child_->pid();
+  spdlog::info("upgrade: new master pid {} serves; prefork-httpd {} (pid {}) hands over and drains",
+               pid, common::kVersion, ::getpid());
+  systemd_notify("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=upgraded; new master pid " +
+                 std::to_string(pid) + " serving");
+  handed_over_ = true;
+  replies_.answer(ControlOutcome::kApplied);
+  child_->close_report();
+}
+
+void Upgrader::abandon(const std::string& why) {
+  if (!child_ || handed_over_ || !child_->report_fd_open()) return;
+  spdlog::error("upgrade: new master pid {} failed: {}; killing it, still serving", child_->pid(),
+                why);
+  child_->close_report();
+  send_signal(child_->pid(), SIGKILL);  // its workers die with it (PR_SET_PDEATHSIG)
+}
+
+bool Upgrader::on_child_exit(pid_t pid, int status) {
+  if (!child_ || pid != child_->pid()) return false;
+  const std::string how = common::describe_wait_status(status);
+  if (handed_over_) {
+    spdlog::info("new master pid {} {}", pid, how);
+  } else {
+    spdlog::error("upgrade failed: new master pid {} {}; still serving (prefork-httpd {})", pid,
+                  how, common::kVersion);
+    systemd_notify("READY=1\nSTATUS=upgrade failed; still serving");
+    replies_.answer(ControlOutcome::kRejected);
+  }
+  child_.reset();
+  return true;
+}
+
+void Upgrader::drop_in_child() {
+  child_.reset();
+  old_master_.reset();
+  replies_.forget();
+}
+
+void Upgrader::tell_old_master_we_serve() {
+  if (::write(old_master_.get(), kServing.data(), kServing.size()) !=
       static_cast<ssize_t>(kServing.size())) {
     spdlog::error("upgrade: cannot tell the old master we serve: {}", common::errno_text(errno));
   }
-  report.reset();
+  old_master_.reset();
+  spdlog::info("upgrade: told the old master (pid {}) that we serve", ::getppid());
 }
 
 }  // namespace prefork::master

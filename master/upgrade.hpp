@@ -14,6 +14,7 @@
 #include "common/clock.hpp"
 #include "common/listeners.hpp"
 #include "common/unique_fd.hpp"
+#include "master/control.hpp"
 
 namespace prefork::master {
 
@@ -52,11 +53,49 @@ class UpgradeInProgress {
   std::string received_;
 };
 
-inline constexpr int kExitExecFailed = 127;  // as a shell reports "cannot execute"
-
 // The new master's side: the pipe to the old master, when we were started by an upgrade.
 common::UniqueFd take_upgrade_report_fd();
-// Tells the old master that our workers serve (then closes the pipe).
-void report_serving(common::UniqueFd& report);
+
+// The old master's side of an upgrade, from SIGUSR2 to the hand-over, for the supervisor: it
+// starts the new master, follows its report, kills it when it fails, and tells systemd and the
+// `--signal upgrade` senders (replies()) how it went. Until the hand-over this master serves.
+class Upgrader {
+ public:
+  // `epoll_fd`: where the new master's report pipe is watched while it starts.
+  Upgrader(Executable executable, int epoll_fd);
+
+  [[nodiscard]] ControlReplies& replies() { return replies_; }
+  [[nodiscard]] bool is_report(int fd) const { return child_ && fd == child_->report_fd(); }
+  // A new master serves: this one only drains now, and systemd hears from it no more.
+  [[nodiscard]] bool handed_over() const { return handed_over_; }
+
+  // SIGUSR2: starts the new master, which has until `deadline` to report serving.
+  void begin(const std::vector<common::Listener>& listeners, Millis deadline, Millis timeout);
+  // True once, when the new master reports serving: it is the master from then on.
+  bool follow(Millis now);
+  // Kills a new master that does not serve yet (it is reaped through on_child_exit).
+  void abandon(const std::string& why);
+  // True when `pid` was the new master (its exit ends the attempt).
+  bool on_child_exit(pid_t pid, int status);
+  // In a forked child: no descriptor of ours stays open there.
+  void drop_in_child();
+
+  // The new master's side: true when an upgrade started us; then, once our workers serve:
+  [[nodiscard]] bool started_by_upgrade() const { return static_cast<bool>(old_master_); }
+  void tell_old_master_we_serve();
+
+ private:
+  void hand_over();
+
+  Executable executable_;
+  int epoll_fd_;
+  std::optional<UpgradeInProgress> child_;
+  Millis timeout_ = 0;      // of the attempt under way, for its log line
+  ControlReplies replies_;  // answered when the new master serves, or failed
+  bool handed_over_ = false;
+  common::UniqueFd old_master_ = take_upgrade_report_fd();
+};
+
+inline constexpr int kExitExecFailed = 127;  // as a shell reports "cannot execute"
 
 }  // namespace prefork::master
