@@ -32,9 +32,10 @@ tag=${1:-localhost/prefork-httpd:latest}
 
 command -v podman >/dev/null || { echo "$0: podman is not installed" >&2; exit 1; }
 if [ -z "$binary" ]; then
+  echo "build-image.sh: building a Release binary in build-container/ (no tests)"
   cmake -S "$src" -B "$src/build-container" -DCMAKE_BUILD_TYPE=Release -DPREFORK_BUILD_TESTS=OFF \
     >/dev/null
-  cmake --build "$src/build-container" -j"${JOBS:-2}" --target prefork-httpd >/dev/null
+  cmake --build "$src/build-container" -j"${JOBS:-2}" --target prefork-httpd
   binary=$src/build-container/prefork-httpd
 fi
 [ -x "$binary" ] || { echo "$0: $binary is not an executable" >&2; exit 1; }
