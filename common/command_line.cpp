@@ -44,12 +44,23 @@ std::variant<CommandLine, int> parse_command_line(int argc, const char* const* a
   app.add_option("--pid", out.signal_pid,
                  "With --signal: the master's pid (default: the configuration's pidfile)")
       ->check(CLI::PositiveNumber);
+  std::string health_check;
+  auto* probe =
+      app.add_option("--health-check", health_check,
+                     "Probe a running server's health endpoint and exit: 0 on a 2xx answer within "
+                     "2 s, 1 otherwise, 2 on a bad target. TARGET: [http://]ADDRESS[/PATH] "
+                     "(default: the first listen address and healthz_path of this configuration)")
+          ->expected(0, 1)
+          ->type_name("[TARGET]")
+          ->excludes("--signal")
+          ->excludes("-t");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
     const int code = app.exit(err);
     return code == 0 ? kExitOk : kExitConfig;
   }
+  if (probe->count() > 0) out.health_check = health_check;
   if (!listen.empty()) out.overrides.push_back({"listen", toml_string_array(listen)});
   if (!workers.empty()) out.overrides.push_back({"workers", workers});
   if (!mode.empty()) out.overrides.push_back({"mode", mode});

@@ -2,6 +2,7 @@
 // key overrides, so that every config key can be set from the command line.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -17,6 +18,9 @@ struct CommandLine {
   // --pid, or else the one the configuration's pidfile names.
   std::string signal;
   int signal_pid = 0;
+  // --health-check [TARGET]: probe a running server's health endpoint and exit (0 healthy,
+  // 1 not); an empty target means the one this configuration describes.
+  std::optional<std::string> health_check;
   std::vector<Override> overrides;
 };
 

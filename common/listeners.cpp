@@ -282,6 +282,24 @@ std::string canonical_listen_address(const std::string& spec) {
   return format_address(reinterpret_cast<const sockaddr*>(&addr.storage), addr.length);
 }
 
+SocketAddress local_client_address(const std::string& spec) {
+  SocketAddress out;
+  if (is_unix_spec(spec)) {
+    const sockaddr_un addr = unix_address(spec);
+    std::memcpy(&out.storage, &addr, sizeof addr);
+    out.length = sizeof addr;
+    return out;
+  }
+  const ParsedAddress addr = parse_spec(spec);
+  const auto* v4 = reinterpret_cast<const sockaddr_in*>(&addr.storage);
+  if (addr.any_v6 || (v4->sin_family == AF_INET && v4->sin_addr.s_addr == htonl(INADDR_ANY))) {
+    return local_client_address("127.0.0.1:" + std::to_string(addr.port));
+  }
+  out.storage = addr.storage;
+  out.length = addr.length;
+  return out;
+}
+
 std::string format_ip(const sockaddr* addr) {
   char text[INET6_ADDRSTRLEN] = {};
   switch (addr->sa_family) {

@@ -92,6 +92,17 @@ void validate_listen_spec(const std::string& spec);
 // validate_listen_spec.
 std::string canonical_listen_address(const std::string& spec);
 
+// An address a client on this host connects to in order to reach the listener `spec` would
+// bind (the health probe): a wildcard host ("[::]", "0.0.0.0", a bare port) becomes 127.0.0.1,
+// which a dual-stack "[::]" socket accepts as well as its IPv4-only fallback does. Throws
+// ConfigError like validate_listen_spec.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  [[nodiscard]] const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+SocketAddress local_client_address(const std::string& spec);
+
 // A client's address without the port: "192.0.2.1", "2001:db8::1" (IPv4-mapped IPv6 shown as
 // IPv4, so one client is one key however it reached a dual-stack socket), "unix" or "-".
 std::string format_ip(const sockaddr* addr);

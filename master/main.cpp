@@ -13,6 +13,7 @@
 #include "common/command_line.hpp"
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
+#include "common/health_probe.hpp"
 #include "common/listeners.hpp"
 #include "common/log.hpp"
 #include "common/resource_limits.hpp"
@@ -112,6 +113,13 @@ int run_master(int argc, char** argv) {
   }
 
   const auto environment = common::configuration_environment(environ);
+  if (cli.health_check) {
+    // The configuration (file, environment, -s) is read only for what the target leaves out,
+    // the way the server would read it: PORT in a container's environment is where it listens.
+    return common::run_health_check(*cli.health_check, [&] {
+      return common::load_config(cli.config_path, cli.overrides, environment);
+    });
+  }
   common::Config config;
   try {
     config = load_checked(cli, environment);

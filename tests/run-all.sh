@@ -71,4 +71,13 @@ else
   echo "run-all.sh: not root; skipping the Debian package test" >&2
 fi
 
-echo "run-all: tests, sanitizers, fuzzing and package checks done"
+# The container image (podman, offline, FROM scratch) built from build/'s binary, run as a
+# non-root PID 1: serves, health check, graceful podman stop (tests/packaging/test-container.sh;
+# it says which podman flags this machine class needs, and skips without podman).
+if [ "$(id -u)" -eq 0 ]; then
+  tests/packaging/test-container.sh build/prefork-httpd
+else
+  echo "run-all.sh: not root; skipping the container image test" >&2
+fi
+
+echo "run-all: tests, sanitizers, fuzzing, package and container checks done"
