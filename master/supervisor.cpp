@@ -393,7 +393,9 @@ void Supervisor::notify_ready_once() {
     if (options_.before_taking_over) options_.before_taking_over();
     for (auto& l : listeners_) common::take_socket_file(l);
     scoreboard_->header().upgraded_ms.store(common::wall_ms());
-    upgrader_.tell_old_master_we_serve();
+    if (!upgrader_.tell_old_master_we_serve()) {
+      begin_graceful_stop(common::kExitBoot, "upgrade abandoned by the old master");
+    }
     return;
   }
   notify("READY=1\nSTATUS=" + status);

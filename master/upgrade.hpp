@@ -1,12 +1,14 @@
-// Binary upgrade on SIGUSR2 (master only). The running master forks and execs the executable
-// now at the path it was started from, passing the listening sockets; the new master starts its
-// workers and, once they serve, says so through a pipe. Only then does the old master hand over
-// (systemd's MAINPID) and drain. A new image that cannot be executed, exits, or stays silent
-// past upgrade_timeout is killed: the old master never stopped serving.
+// Binary upgrade on SIGUSR2 (master only). The running master forks a launcher, which forks and
+// execs the executable now at the path the master was started from, passing the listening
+// sockets; the new master starts its workers and, once they serve, says so through a pipe. Only
+// then does the old master end the launcher (so the new master becomes the service manager's
+// child), hand over (systemd's MAINPID) and drain. A new image that cannot be executed, exits,
+// or stays silent past upgrade_timeout is killed: the old master never stopped serving.
 #pragma once
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,26 +30,36 @@ struct Executable {
 };
 Executable resolve_executable(int argc, const char* const* argv);
 
-// The old master's side: the new master as a child, and the pipe it reports on.
+// The old master's side: the launcher (our child, the new master's parent until the hand-over,
+// exiting as the new master does), and the pipe both report on.
 class UpgradeInProgress {
  public:
-  // Forks and execs `exe` with `listeners` passed; throws common::SysError when that fails in
-  // the parent (pipe, fork). An exec failure shows as the child exiting with kExitExecFailed.
+  // Forks the launcher, which forks and execs `exe` with `listeners` passed; throws
+  // common::SysError when that fails here (pipe, fork). An exec failure shows as the launcher
+  // exiting with kExitExecFailed.
   UpgradeInProgress(const Executable& exe, const std::vector<common::Listener>& listeners,
                     Millis deadline);
 
-  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] pid_t launcher() const { return launcher_; }
+  // 0 until the launcher has reported it.
+  [[nodiscard]] pid_t new_master() const { return new_master_; }
+  // SIGKILL to the new master (when known) and the launcher.
+  void kill_all() const;
   [[nodiscard]] int report_fd() const { return report_.get(); }
   [[nodiscard]] bool report_fd_open() const { return static_cast<bool>(report_); }
   // Closing it also takes it out of the epoll set.
   void close_report() { report_.reset(); }
   [[nodiscard]] Millis deadline() const { return deadline_; }
+  void shorten_deadline(Millis to) { deadline_ = std::min(deadline_, to); }
   // Reads what the new master said: true once it reported "serving"; nullopt while it has not
   // said anything yet; false when it closed the pipe without saying it (it failed).
   std::optional<bool> read_report();
 
  private:
-  pid_t pid_ = -1;
+  bool take_report_lines();
+
+  pid_t launcher_ = -1;
+  pid_t new_master_ = 0;
   common::UniqueFd report_;
   Millis deadline_ = 0;
   std::string received_;
@@ -71,31 +83,39 @@ class Upgrader {
 
   // SIGUSR2: starts the new master, which has until `deadline` to report serving.
   void begin(const std::vector<common::Listener>& listeners, Millis deadline, Millis timeout);
-  // True once, when the new master reports serving: it is the master from then on.
+  // True once, when the new master serves and its launcher is gone: it is the master from then.
   bool follow(Millis now);
-  // Kills a new master that does not serve yet (it is reaped through on_child_exit).
+  // Kills a new master that has not taken over (its launcher is reaped through on_child_exit).
   void abandon(const std::string& why);
-  // True when `pid` was the new master (its exit ends the attempt).
+  // True when `pid` was the launcher (its exit before the hand-over ends the attempt).
   bool on_child_exit(pid_t pid, int status);
   // In a forked child: no descriptor of ours stays open there.
   void drop_in_child();
 
   // The new master's side: true when an upgrade started us; then, once our workers serve:
   [[nodiscard]] bool started_by_upgrade() const { return static_cast<bool>(old_master_); }
-  void tell_old_master_we_serve();
+  // False when the old master did not take it (it gave up on us): then we must stop.
+  [[nodiscard]] bool tell_old_master_we_serve();
 
  private:
+  void release();
   void hand_over();
 
   Executable executable_;
   int epoll_fd_;
   std::optional<UpgradeInProgress> child_;
-  Millis timeout_ = 0;      // of the attempt under way, for its log line
-  ControlReplies replies_;  // answered when the new master serves, or failed
+  Millis timeout_ = 0;            // of the attempt under way, for its log line
+  ControlReplies replies_;        // answered when the new master serves, or failed
+  bool released_ = false;         // the new master serves; its launcher was killed
+  bool launcher_reaped_ = false;  // … and is gone: the hand-over can happen
+  bool abandoned_ = false;
   bool handed_over_ = false;
   common::UniqueFd old_master_ = take_upgrade_report_fd();
 };
 
 inline constexpr int kExitExecFailed = 127;  // as a shell reports "cannot execute"
+// How long a new master's launcher has, once the report pipe closed without "serving", to
+// report how the new master ended before the attempt is abandoned anyway.
+inline constexpr Millis kExitReportGrace = 1000;
 
 }  // namespace prefork::master

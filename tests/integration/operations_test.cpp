@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "tests/support/notify_receiver.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace prefork::testing {
@@ -21,33 +22,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
-
-// Stands in for systemd's NOTIFY_SOCKET: a datagram socket that collects what the server says.
-class NotifyReceiver {
- public:
-  explicit NotifyReceiver(const std::string& path)
-      : path_(path), fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind notify socket");
-    }
-  }
-  // The next datagram, or "" after `timeout`.
-  std::string next(Duration timeout = kIoTimeout) const {
-    pollfd p{fd_.get(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
-    char buf[4096];
-    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  common::UniqueFd fd_;
-};
 
 std::uint16_t free_port() {
   common::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/support/notify_receiver.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace prefork::testing {
@@ -114,9 +115,12 @@ pid_t read_pid(const std::string& path) {
 }
 
 // A server run from its own copy of the binary, so the test can replace the file as dpkg does.
+// The test stands in for systemd: the service manager is the masters' subreaper, and hears them
+// on NOTIFY_SOCKET.
 struct UpgradableServer {
   TempDir bin;
   std::string exe = bin.path() + "/prefork-httpd";
+  NotifyReceiver systemd{bin.path() + "/notify"};
   std::unique_ptr<ServerProcess> server;
 
   explicit UpgradableServer(const std::string& config) {
@@ -124,7 +128,22 @@ struct UpgradableServer {
     // The shell execs the copy in its own place: the master's path is the copy's.
     server = std::make_unique<ServerProcess>(
         ServerOptions{.config = config + "pidfile = \"" + bin.path() + "/pid\"\n",
+                      .env = {"NOTIFY_SOCKET=" + systemd.path()},
                       .wrapper = {"/bin/sh", "-c", "shift; exec \"$0\" \"$@\"", exe}});
+  }
+  // The pid in the next MAINPID= the master sends, and that process's parent at that moment;
+  // {0, 0} when none comes within `timeout`.
+  [[nodiscard]] std::pair<pid_t, pid_t> next_main_pid(Duration timeout) const {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      const std::string message =
+          systemd.next(std::chrono::duration_cast<Duration>(deadline - Clock::now()) + 1ms);
+      if (const auto at = message.find("MAINPID="); at != std::string::npos) {
+        const pid_t pid = std::atoi(message.c_str() + at + 8);
+        return {pid, parent_of(pid)};
+      }
+    }
+    return {0, 0};
   }
   // Replaces the executable as a package manager does: a new file renamed over the old one.
   void install(const std::string& from) const {
@@ -162,12 +181,19 @@ pid_t upgrade(UpgradableServer& s, pid_t master, NoRetryLoad& load,
   s.install(PREFORK_HTTPD_BINARY);  // the "new version": a new file at the same path
   const auto mark = s.server->log_mark();
   ::kill(master, SIGUSR2);
+  // systemd (PID 1, or the subreaper of `systemd --user`) can only wait for a main process that
+  // is its own child: when MAINPID= names the new master, its parent must already be us, not
+  // the old master, which is still draining then.
+  const auto [main_pid, parent] = s.next_main_pid(20s);
+  EXPECT_GT(main_pid, 1) << "no MAINPID=" << s.server->log();
+  EXPECT_EQ(parent, ::getpid()) << "MAINPID=" << main_pid << " is not the service manager's child";
   EXPECT_TRUE(s.server->wait_for_log("hands over and drains", mark, 20s)) << s.server->log();
   EXPECT_TRUE(wait_exit()) << "the old master did not finish draining";
   for (const pid_t c : old_children) EXPECT_TRUE(wait_gone(c, 5s)) << "old child " << c;
   const pid_t next = s.pidfile_pid();
   EXPECT_GT(next, 1);
   EXPECT_NE(next, master);
+  EXPECT_EQ(next, main_pid);
   EXPECT_TRUE(process_alive(next));
   load.wait_for_more(300);  // the new master's children serve
   return next;

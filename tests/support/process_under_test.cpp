@@ -133,6 +133,11 @@ std::vector<pid_t> children_of(pid_t parent) {
   return out;
 }
 
+pid_t parent_of(pid_t pid) {
+  pid_t ppid = 0;
+  return process_state(pid, &ppid) != 0 ? ppid : 0;
+}
+
 std::size_t zombies_of(pid_t parent) {
   std::size_t n = 0;
   DIR* proc = ::opendir("/proc");

@@ -53,6 +53,8 @@ std::size_t zombies_of(pid_t parent);
 int reap_zombies();
 // True while `pid` exists and is not a zombie.
 bool process_alive(pid_t pid);
+// The parent of `pid` (0 when it does not exist).
+pid_t parent_of(pid_t pid);
 // Waits until `pid` no longer exists (or is a zombie that we reap).
 bool wait_gone(pid_t pid, Duration timeout);
 // Runs a shell command to completion; returns its exit code (-1: killed) and its output
