@@ -542,6 +542,8 @@ apt_install "$deb2" >"$tmp/upgrade.log" 2>&1 || { cat "$tmp/upgrade.log" >&2; di
 grep -E '^(Setting up|Unpacking|Preparing)' "$tmp/upgrade.log" | sed 's/^/  | /' || true
 check "upgraded to $version+rebuild1" \
   test "$(dpkg-query -W -f='${Version}' "$PKG")" = "$version+rebuild1"
+check "the installed binary reports the package's version: prefork-httpd $version+rebuild1" \
+  test "$(/usr/sbin/prefork-httpd --version)" = "prefork-httpd $version+rebuild1"
 check "the edit in $CONF survived the upgrade" grep -q "^error_log = \"$LOGDIR/error.log\"" "$CONF"
 check "the log directory and its files survived the upgrade" test -s "$LOGDIR/error.log.1"
 
