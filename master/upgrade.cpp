@@ -54,13 +54,13 @@ constexpr std::string_view kLaunched = "launched ";
 [[noreturn]] void exit_as(int status) {
   if (WIFSIGNALED(status)) {
     const int signo = WTERMSIG(status);
-    ::prctl(PR_SET_DUMPABLE, 0);  // no core file of the launcher (a copy of the old master)
-    ::signal(signo, SIG_DFL);
+    ::prctl(PR_SET_DUMPABLE, 0);     // no core file of the launcher (a copy of the old master)
+    (void)::signal(signo, SIG_DFL);  // should it fail, the exit code below still says "failed"
     sigset_t only;
     sigemptyset(&only);
     sigaddset(&only, signo);
     ::sigprocmask(SIG_UNBLOCK, &only, nullptr);
-    ::raise(signo);
+    (void)::raise(signo);
   }
   ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : common::kExitBoot);
 }
