@@ -11,6 +11,15 @@ else
   echo "run-all.sh: not root; assuming the dependencies are installed" >&2
 fi
 
+# The minimal Debian roots of the package test under systemd (far below) are mostly downloads:
+# prepared in the background while the builds and tests run; that test waits for them.
+systemd_roots_log=build-systemd-roots.log
+systemd_roots=""
+if [ "$(id -u)" -eq 0 ]; then
+  tests/packaging/test-systemd.sh --prepare bookworm trixie >"$systemd_roots_log" 2>&1 &
+  systemd_roots=$!
+fi
+
 # Warnings are errors here (PREFORK_WERROR), as in every developer build; a plain cmake build
 # (a user's, the Debian package's) only reports them.
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPREFORK_WERROR=ON
@@ -65,10 +74,16 @@ build-fuzz/tests/fuzz/config_fuzzer -max_total_time="${FUZZ_SECONDS:-60}" -timeo
 # The Debian package: build (once with its test suite, as a Debian build runs it: dh_auto_test,
 # under make, with Debian's flags and no -Werror), lintian, install, run as the service user,
 # logrotate, upgrade (a second build, without tests), purge (tests/packaging/test-deb.sh).
+# Then the same package under a real systemd: minimal Debian 12 and 13 roots booted by podman,
+# driven through systemctl (tests/packaging/test-systemd.sh). Debian 12's packages are the two
+# test-deb.sh built; Debian 13's are built inside a Debian 13 root.
 if [ "$(id -u)" -eq 0 ]; then
-  tests/packaging/test-deb.sh
+  tests/packaging/test-deb.sh --deb-dir build-debs
+  wait "$systemd_roots" ||  # then the test builds what is missing itself
+    { cat "$systemd_roots_log"; echo "run-all.sh: preparing the roots failed; the test retries"; }
+  tests/packaging/test-systemd.sh --deb-dir build-debs bookworm trixie
 else
-  echo "run-all.sh: not root; skipping the Debian package test" >&2
+  echo "run-all.sh: not root; skipping the Debian package tests" >&2
 fi
 
 # The container image (podman, offline, FROM scratch) built from build/'s binary, run as a

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""A bounded HTTP load: THREADS keep-alive clients send GET / for SECONDS; prints a JSON summary.
-A request fails when it raises or its status is not 200 with body "Hello, World!". No retries:
-the balancer in front must absorb backend stops, restarts and reloads."""
+"""A bounded HTTP load: THREADS clients send GET / back to back for SECONDS; prints a JSON summary.
+usage: load.py HOST PORT SECONDS THREADS [PAUSE [close]]
+Clients keep their connection alive, or with "close" send `Connection: close` and so open one
+connection per request. A request fails when it raises or its status is not 200 with body
+"Hello, World!". No retries: whatever is in front (a balancer, or nothing) must not lose one."""
 import http.client
 import json
 import sys
@@ -10,6 +12,7 @@ import time
 
 host, port, seconds, threads = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0  # idle gap between bursts (s)
+headers = {"Connection": "close"} if len(sys.argv) > 6 and sys.argv[6] == "close" else {}
 lock = threading.Lock()
 totals = {"requests": 0, "failed": 0, "statuses": {}, "errors": []}
 
@@ -21,7 +24,7 @@ def client():
     while time.monotonic() < deadline:
         status, ok = 0, False
         try:
-            conn.request("GET", "/")
+            conn.request("GET", "/", headers=headers)
             resp = conn.getresponse()
             body = resp.read()
             status, ok = resp.status, resp.status == 200 and body == b"Hello, World!"

@@ -21,9 +21,8 @@ readonly DRAIN_DELAY=4    # s: /healthz answers 503 this long after SIGTERM, lis
 readonly REQUEST_DELAY=6  # s: ?delay= of the request in flight; outlives the drain delay
 
 started=$SECONDS
-step() { printf '\n=== [%3ds] %s\n' $((SECONDS - started)) "$*"; }
-ok() { printf '  ok: %s\n' "$*"; }
-die() { printf '  FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/packaging/podman-lib.sh
+. "$src/tests/packaging/podman-lib.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "test-container.sh: SKIP: needs root (rootful podman)"
@@ -64,15 +63,6 @@ trap cleanup EXIT
 trap 'echo "  FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM HUP
 
-# Polls COMMAND... every 0.1 s until it succeeds; fails after SECONDS.
-wait_until() {
-  local seconds=$1; shift
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
 log_has() { podman logs "$name" 2>&1 | grep -qF -- "$1"; }
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -114,19 +104,8 @@ diff -u "$tmp/expected" "$tmp/files" >&2 || die "the image holds other files tha
 ok "the image holds the binary, the $(grep -c '^  /' "$tmp/build.out") libraries ldd names, and /etc: $(wc -l <"$tmp/files") files"
 
 # ---------------------------------------------------------------------------------------------
-# On this machine class (podman 4.3 inside an unprivileged container), podman needs:
-#  --runtime runc   the runtime that works here (named, so another installed one is not used);
-#  --network=host   no network namespace can be set up for the container, so it shares ours;
-#  --ulimit nofile=N:N --ulimit nproc=N:N   podman's default (1048576) is above the hard
-#      limits and runc may not raise a hard limit here (no CAP_SYS_RESOURCE: "error setting
-#      rlimits ... operation not permitted"). nproc is also capped at 32768: podman 4.3 lowers
-#      its own RLIMIT_NPROC to that (/proc/<podman>/limits) and the container inherits from it.
-nofile=$(ulimit -Hn)
-nproc=$(ulimit -Hu)
-[ "$nofile" = unlimited ] && nofile=1048576
-[ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
-podman_flags=(--runtime runc --network=host --ulimit "nofile=$nofile:$nofile"
-              --ulimit "nproc=$nproc:$nproc")
+# The podman flags this machine class needs: tests/packaging/podman-lib.sh says why.
+read -ra podman_flags <<<"$(podman_machine_flags)"
 port=$(free_port)
 step "run it: podman run ${podman_flags[*]} -e PORT=$port (flags this machine class needs)"
 # No systemd here: podman cannot schedule the periodic health check (it logs "unable to get
