@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 
@@ -23,6 +25,38 @@ LogSettings& current() {
   static LogSettings settings;
   return settings;
 }
+
+// "worker 3 (pid 1234)": who this process is, in every line. Kept outside the formatter so that
+// a per-connection child can rename itself with one small write (retag_logging) and keep the
+// master's logger instead of building one per connection.
+struct Who {
+  std::array<char, 96> text{};
+  std::size_t length = 0;
+};
+
+Who& who() {
+  static Who value;
+  return value;
+}
+
+void set_who(const char* tag) noexcept {
+  Who& w = who();
+  const int n = std::snprintf(w.text.data(), w.text.size(), "%s (pid %d)", tag,
+                              static_cast<int>(::getpid()));
+  w.length = n < 0 ? 0 : std::min(static_cast<std::size_t>(n), w.text.size() - 1);
+}
+
+class WhoFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& /*msg*/, const std::tm& /*time*/,
+              spdlog::memory_buf_t& dest) override {
+    const Who& w = who();
+    dest.append(w.text.data(), w.text.data() + w.length);
+  }
+  [[nodiscard]] std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<WhoFlag>();
+  }
+};
 
 spdlog::sink_ptr make_sink(const std::string& error_log) {
   if (error_log == "stderr") return std::make_shared<spdlog::sinks::stderr_sink_st>();
@@ -64,8 +98,10 @@ class JournalPriority final : public spdlog::custom_flag_formatter {
 
 std::unique_ptr<spdlog::formatter> make_formatter(const std::string& tag,
                                                   const std::string& error_log) {
-  const std::string who = "[%l] " + tag + " (pid " + std::to_string(::getpid()) + "): %v";
+  set_who(tag.c_str());
+  const std::string who = "[%l] %W: %v";
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<WhoFlag>('W');
   if (error_log == "stderr" && stderr_is_journal()) {
     formatter->add_flag<JournalPriority>('*').set_pattern("%*" + who);
   } else {
@@ -85,6 +121,15 @@ void init_logging(const std::string& tag, const std::string& error_log, const st
   // once: an operator tailing it, or a crash right after, never misses one.
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
+}
+
+void retag_logging(const char* tag) noexcept {
+  set_who(tag);
+  // A later reopen_logging (USR1) rebuilds the logger under this name, not the master's.
+  try {
+    current().tag = tag;
+  } catch (...) {  // a short tag never allocates; a failure only costs a reopen's tag
+  }
 }
 
 void reopen_logging() {

@@ -63,7 +63,8 @@ void ConnectionForker::retry_held(unsigned generation, Millis now) {
 }
 
 void ConnectionForker::fork_child(Held client, unsigned generation, Millis now) {
-  ChildSetup setup{"connection", &context_.config, context_.drop_master_fds, context_.fork};
+  ChildSetup setup{"connection", &context_.config, context_.drop_master_fds, context_.fork,
+                   /*keep_master_logger=*/true};
   const pid_t pid = spawn_child(setup, [&] {
     const common::ChildContext ctx{
         context_.config, {}, nullptr, 0, generation, &context_.scoreboard, client.proxy_protocol};

@@ -25,7 +25,11 @@ namespace {
   int code = common::kExitBoot;
   try {
     if (setup.drop_master_fds) setup.drop_master_fds();
-    common::init_logging(setup.log_tag, setup.config->error_log, setup.config->log_level);
+    if (setup.keep_master_logger) {
+      common::retag_logging(setup.log_tag.c_str());
+    } else {
+      common::init_logging(setup.log_tag, setup.config->error_log, setup.config->log_level);
+    }
     // After the logger (its file may be root's), before any request is read.
     drop_privileges_in_child(master_pid);
     code = body();
