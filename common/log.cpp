@@ -41,8 +41,8 @@ Who& who() {
 
 void set_who(const char* tag) noexcept {
   Who& w = who();
-  const int n = std::snprintf(w.text.data(), w.text.size(), "%s (pid %d)", tag,
-                              static_cast<int>(::getpid()));
+  const int n =
+      std::snprintf(w.text.data(), w.text.size(), "%s (pid %d)", tag, static_cast<int>(::getpid()));
   w.length = n < 0 ? 0 : std::min(static_cast<std::size_t>(n), w.text.size() - 1);
 }
 

@@ -87,8 +87,10 @@ struct WorkerShared {
   std::uint64_t connection_setup_errors = 0;
   // Lines about one client (a bad PROXY header, a failed setup): a flood costs one a second.
   common::RateLimiter client_log{1000};
-  Observability* observability = nullptr;           // answers the internal endpoints
-  std::array<char, kReadBufferSize> read_buffer{};  // llhttp streams: nothing is kept in it
+  Observability* observability = nullptr;  // answers the internal endpoints
+  // llhttp streams: nothing is kept in it. Not zero-filled: recv() writes what is read, and
+  // filling 16 KiB would touch four fresh pages in every per-connection child.
+  std::array<char, kReadBufferSize> read_buffer;  // NOLINT(cppcoreguidelines-pro-type-member-init)
 };
 
 class Connection final : public EpollSource, private RequestHandler {
@@ -120,6 +122,13 @@ class Connection final : public EpollSource, private RequestHandler {
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
   [[nodiscard]] bool closed() const noexcept { return !fd_.valid(); }
   [[nodiscard]] bool wants_resume() const noexcept { return want_resume_; }
+  // For a level-triggered poll() (a per-connection child): what the connection waits for now.
+  // Asking for nothing else keeps a level from repeating news that an edge gives once.
+  [[nodiscard]] bool wants_input() const noexcept {
+    return lingering_ || (!peer_closed_ && !parser_.closing() &&
+                          parser_.phase() != Phase::kDelayed && backlog() <= kMaxBacklog);
+  }
+  [[nodiscard]] bool wants_output() const noexcept { return out_.size() != sent_; }
   [[nodiscard]] const RequestParser& parser() const noexcept { return parser_; }
 
   std::size_t index = 0;       // position in the loop's table

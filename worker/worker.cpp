@@ -5,6 +5,7 @@
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
 #include "worker/event_loop.hpp"
+#include "worker/single_connection.hpp"
 
 namespace prefork::worker {
 namespace {
@@ -30,11 +31,7 @@ int run(const common::ChildContext& ctx) {
 }
 
 int serve_connection(const common::ChildContext& ctx, common::UniqueFd client) {
-  return guarded("connection", [&] {
-    EventLoop loop(ctx, /*accept=*/false);
-    loop.adopt(std::move(client));
-    return loop.run();
-  });
+  return guarded("connection", [&] { return serve_single_connection(ctx, std::move(client)); });
 }
 
 }  // namespace prefork::worker

@@ -1,0 +1,195 @@
+#include "worker/single_connection.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <optional>
+
+#include "common/exit_codes.hpp"
+#include "common/log.hpp"
+#include "common/signals.hpp"
+#include "common/sys_error.hpp"
+#include "worker/access_log.hpp"
+#include "worker/connection.hpp"
+#include "worker/observability.hpp"
+
+namespace prefork::worker {
+namespace {
+
+constexpr common::Millis kHeartbeatMs = 1000;  // only with a scoreboard slot (tests)
+
+// Connection is written for edge-triggered epoll: it reads until the socket is drained and then
+// waits for a new edge. poll() is level-triggered, so the loop asks only for what the connection
+// waits for (Connection::wants_input / wants_output), which makes a level the same news an edge
+// would have been; revents become the epoll bits Connection::on_ready understands.
+std::uint32_t as_epoll_events(short revents) {
+  std::uint32_t events = 0;
+  if ((revents & POLLIN) != 0) events |= EPOLLIN;
+  if ((revents & POLLOUT) != 0) events |= EPOLLOUT;
+  if ((revents & POLLRDHUP) != 0) events |= EPOLLRDHUP;
+  if ((revents & POLLHUP) != 0) events |= EPOLLHUP;
+  if ((revents & POLLERR) != 0) events |= EPOLLERR;
+  return events;
+}
+
+class SingleConnection {
+ public:
+  SingleConnection(const common::ChildContext& ctx, common::UniqueFd client)
+      : slot_(ctx.slot),
+        blocked_(common::child_signals()),
+        signal_fd_(common::open_signalfd(common::child_signals())),
+        shared_(ctx) {
+    const common::Config& config = ctx.config;
+    if (config.access_log != "off") {
+      access_log_ = std::make_unique<AccessLog>(config.access_log,
+                                                AccessLog::parse_format(config.access_log_format),
+                                                ctx.slot_index, ::getpid());
+      shared_.access_log = access_log_.get();
+      if (!config.trusted_proxies.empty()) shared_.trusted_proxies = &config.trusted_proxies;
+    }
+    if (!config.healthz_path.empty() || !config.status_path.empty() ||
+        !config.metrics_path.empty()) {
+      observability_.emplace(ctx, shared_.responses, shared_.draining,
+                             &shared_.proxy_protocol_errors);
+      shared_.observability = &*observability_;
+    }
+    common::ignore_sigpipe();
+    const int flags = ::fcntl(client.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(client.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+      throw common::SysError("fcntl(O_NONBLOCK)");
+    }
+    connection_.emplace(std::move(client), shared_, nullptr, ctx.client_proxy_protocol);
+    if (shared_.served != nullptr) {
+      shared_.served->connections.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  SingleConnection(const SingleConnection&) = delete;
+  SingleConnection& operator=(const SingleConnection&) = delete;
+  ~SingleConnection() {
+    connection_->close();
+    if (access_log_) access_log_->flush();
+  }
+
+  int run() {
+    publish_state();
+    // TCP_DEFER_ACCEPT: the request is usually there already; the first pass often serves it.
+    open_ = connection_->resume();
+    while (open_ && !stopping_) {
+      std::array<pollfd, 2> fds{};
+      fds[0] = {signal_fd_.get(), POLLIN, 0};
+      fds[1] = {connection_->fd(), interest(), 0};
+      if (fds[1].events == 0) fds[1].fd = -1;  // waits only for a timer (a ?delay)
+      const int n = ::poll(fds.data(), fds.size(), next_timeout());
+      const int poll_errno = errno;
+      if (n < 0 && poll_errno != EINTR) {
+        spdlog::error("poll: {}", common::errno_text(poll_errno));
+        return common::kExitFailure;
+      }
+      shared_.now = common::monotonic_ms();
+      shared_.responses.set_date(static_cast<std::time_t>(common::wall_ms() / 1000));
+      if (n > 0 && fds[0].revents != 0) read_signals();
+      if (stopping_) break;
+      if (n > 0 && fds[1].revents != 0 && open_) {
+        open_ = connection_->on_ready(as_epoll_events(fds[1].revents));
+      }
+      if (open_ && connection_->wants_resume()) open_ = connection_->resume();
+      expire_timers();
+      if (access_log_) access_log_->tick(shared_.now);
+      publish_state();
+    }
+    connection_->close();                   // the client sees the end before we tidy up
+    if (access_log_) access_log_->flush();  // lose no line, however the loop ended
+    spdlog::debug("connection child exiting ({})", open_ ? "stopped" : "done");
+    return common::kExitOk;
+  }
+
+ private:
+  [[nodiscard]] short interest() const {
+    short events = 0;
+    if (connection_->wants_input()) events |= POLLIN | POLLRDHUP;
+    if (connection_->wants_output()) events |= POLLOUT;
+    return events;
+  }
+
+  [[nodiscard]] int next_timeout() const {
+    if (connection_->wants_resume()) return 0;
+    const common::Millis now = common::monotonic_ms();
+    std::optional<common::Millis> deadline;
+    if (slot_ != nullptr) deadline = now + kHeartbeatMs;
+    for (const TimerList* list : shared_.timer_lists()) {
+      if (const auto next = list->next_deadline()) {
+        deadline = deadline ? std::min(*deadline, *next) : *next;
+      }
+    }
+    if (!deadline) return -1;  // every state of a connection has a timer: only signals remain
+    return static_cast<int>(std::max<common::Millis>(0, *deadline - now));
+  }
+
+  void read_signals() {
+    while (const auto signo = common::read_signal(signal_fd_.get())) {
+      switch (*signo) {
+        case common::kSignalDrain:
+          if (shared_.draining) break;
+          spdlog::debug("SIGQUIT: draining the connection");
+          shared_.draining = true;
+          if (open_) open_ = connection_->on_drain();
+          break;
+        case common::kSignalStop:
+        case SIGINT:
+          spdlog::info("{}: stopping now", common::signal_name(*signo));
+          stopping_ = true;
+          break;
+        case common::kSignalReopen:
+          common::reopen_logging();
+          if (access_log_) access_log_->reopen();
+          spdlog::info("SIGUSR1: log files reopened");
+          break;
+        default:  // SIGHUP: reloading is the master's business
+          break;
+      }
+    }
+  }
+
+  void expire_timers() {
+    for (TimerList* list : shared_.timer_lists()) {
+      while (TimerNode* node = list->pop_expired(shared_.now)) {
+        if (open_) open_ = connection_->on_timer(*list);
+        (void)node;
+      }
+    }
+  }
+
+  // Only with a scoreboard slot (a test's); production's per-connection children have none.
+  void publish_state() {
+    if (slot_ == nullptr) return;
+    slot_->beat();
+    const common::WorkerState state = shared_.draining   ? common::WorkerState::kDraining
+                                      : shared_.busy > 0 ? common::WorkerState::kBusy
+                                                         : common::WorkerState::kIdle;
+    slot_->set_state(state);
+    slot_->connections.store(open_ ? 1U : 0U, std::memory_order_relaxed);
+  }
+
+  common::ScoreboardSlot* const slot_;
+  common::BlockedSignals blocked_;
+  common::UniqueFd signal_fd_;
+  WorkerShared shared_;
+  std::unique_ptr<AccessLog> access_log_;  // null: off
+  std::optional<Observability> observability_;
+  std::optional<Connection> connection_;
+  bool open_ = true;
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+int serve_single_connection(const common::ChildContext& ctx, common::UniqueFd client) {
+  SingleConnection child(ctx, std::move(client));
+  return child.run();
+}
+
+}  // namespace prefork::worker
