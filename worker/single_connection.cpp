@@ -58,8 +58,10 @@ class SingleConnection {
       shared_.observability = &*observability_;
     }
     common::ignore_sigpipe();
+    // The master accepts with SOCK_NONBLOCK: usually there is nothing to change.
     const int flags = ::fcntl(client.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(client.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    if (flags < 0 ||
+        ((flags & O_NONBLOCK) == 0 && ::fcntl(client.get(), F_SETFL, flags | O_NONBLOCK) != 0)) {
       throw common::SysError("fcntl(O_NONBLOCK)");
     }
     connection_.emplace(std::move(client), shared_, nullptr, ctx.client_proxy_protocol);
