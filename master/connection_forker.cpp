@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <ctime>
 
 #include <spdlog/spdlog.h>
 
@@ -19,7 +20,12 @@ constexpr Millis kMaxForkBackoff = 2'000;
 
 }  // namespace
 
-ConnectionForker::ConnectionForker(Context context) : context_(std::move(context)) {}
+ConnectionForker::ConnectionForker(Context context) : context_(std::move(context)) {
+  // libc loads the time zone (/etc/localtime: six syscalls, a parse, heap blocks) on first use of
+  // gmtime_r/localtime_r. Done once here, every child inherits it instead of loading it again
+  // for its Date header; the master itself may never format a time (log_level above info).
+  ::tzset();
+}
 
 void ConnectionForker::accept_from(const std::vector<int>& readable, unsigned generation,
                                    Millis now) {
