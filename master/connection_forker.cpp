@@ -27,6 +27,23 @@ ConnectionForker::ConnectionForker(Context context) : context_(std::move(context
   ::tzset();
 }
 
+ConnectionForker::ClientIp::ClientIp(std::string_view ip)
+    : length(std::min(ip.size(), text.size())) {
+  std::copy_n(ip.begin(), length, text.begin());
+}
+
+void ConnectionForker::reserve_books() {
+  const std::size_t cap = context_.config.max_children;
+  if (children_.capacity() < cap) children_.reserve(cap);
+  if (per_ip_.capacity() < cap) per_ip_.reserve(cap);
+}
+
+ConnectionForker::IpCount* ConnectionForker::count_of(const ClientIp& ip) {
+  const auto it = std::find_if(per_ip_.begin(), per_ip_.end(),
+                               [&](const IpCount& entry) { return entry.ip == ip; });
+  return it == per_ip_.end() ? nullptr : &*it;
+}
+
 void ConnectionForker::accept_from(const std::vector<int>& readable, unsigned generation,
                                    Millis now) {
   if (held_.fd) retry_held(generation, now);
@@ -36,22 +53,23 @@ void ConnectionForker::accept_from(const std::vector<int>& readable, unsigned ge
       const auto result = acceptor_.accept(fd, now, client);
       if (result == common::AcceptResult::kClientGone) continue;
       if (result != common::AcceptResult::kAccepted) break;
-      std::string ip = common::format_ip(client.peer_address());
+      const ClientIp ip(common::format_ip(client.peer_address()));
       // Closing is the answer: the master never speaks HTTP itself.
       if (ip_at_cap(ip)) continue;
-      fork_child({std::move(client.fd), std::move(ip), proxy_protocol_of(fd)}, generation, now);
+      fork_child({std::move(client.fd), ip, proxy_protocol_of(fd)}, generation, now);
     }
   }
   update_interest(true, now);
 }
 
-bool ConnectionForker::ip_at_cap(const std::string& ip) {
+bool ConnectionForker::ip_at_cap(const ClientIp& ip) {
   const unsigned cap = context_.config.max_children_per_ip;
-  if (cap == 0 || per_ip_[ip] < cap) return false;
+  if (cap == 0) return false;
+  if (const IpCount* count = count_of(ip); count == nullptr || count->children < cap) return false;
   // One line per interval: a client hammering the cap must not fill the log.
   if (const Millis now = common::monotonic_ms(); ip_cap_log_.allow(now)) {
     spdlog::warn("client {} is at max_children_per_ip ({}); connection closed ({} more suppressed)",
-                 ip, cap, ip_cap_log_.suppressed());
+                 ip.view(), cap, ip_cap_log_.suppressed());
   }
   return true;
 }
@@ -69,13 +87,18 @@ void ConnectionForker::retry_held(unsigned generation, Millis now) {
 }
 
 void ConnectionForker::fork_child(Held client, unsigned generation, Millis now) {
+  reserve_books();
   ChildSetup setup{"connection", &context_.config, context_.drop_master_fds, context_.fork,
                    /*keep_master_logger=*/true};
-  const pid_t pid = spawn_child(setup, [&] {
-    const common::ChildContext ctx{
-        context_.config, {}, nullptr, 0, generation, &context_.scoreboard, client.proxy_protocol};
-    return context_.entry(ctx, std::move(client.fd));
-  });
+  const common::ChildContext ctx{
+      context_.config, {}, nullptr, 0, generation, &context_.scoreboard, client.proxy_protocol};
+  // One pointer captured: the std::function keeps it inline instead of allocating in the master.
+  struct Start {
+    const common::ConnectionEntry& entry;
+    const common::ChildContext& ctx;
+    common::UniqueFd& fd;
+  } start{context_.entry, ctx, client.fd};
+  const pid_t pid = spawn_child(setup, [s = &start] { return s->entry(s->ctx, std::move(s->fd)); });
   if (pid < 0) {
     const int err = errno;
     // Keep the client and try again after a back-off: it waits rather than being dropped.
@@ -85,15 +108,19 @@ void ConnectionForker::fork_child(Held client, unsigned generation, Millis now) 
       spdlog::error(
           "fork for connection from {}: {}; holding it, retrying in {} ms ({} more failures "
           "suppressed)",
-          client.ip, common::errno_text(err), fork_backoff_, fork_failure_log_.suppressed());
+          client.ip.view(), common::errno_text(err), fork_backoff_, fork_failure_log_.suppressed());
     }
     held_ = std::move(client);
     context_.scoreboard.header().fork_failures.fetch_add(1);
     return;
   }
   fork_backoff_ = 0;
-  ++per_ip_[client.ip];
-  children_.emplace(pid, std::move(client.ip));
+  if (IpCount* count = count_of(client.ip)) {
+    ++count->children;
+  } else {
+    per_ip_.push_back({client.ip, 1});
+  }
+  children_.push_back({pid, client.ip});
   publish_counts();
   common::ScoreboardHeader& header = context_.scoreboard.header();
   header.children_forked.fetch_add(1);
@@ -101,12 +128,15 @@ void ConnectionForker::fork_child(Held client, unsigned generation, Millis now) 
 }
 
 bool ConnectionForker::on_child_exit(pid_t pid, int status, bool serving) {
-  const auto it = children_.find(pid);
+  const auto it = std::find_if(children_.begin(), children_.end(),
+                               [pid](const Child& child) { return child.pid == pid; });
   if (it == children_.end()) return false;
-  if (auto count = per_ip_.find(it->second); count != per_ip_.end() && --count->second == 0) {
-    per_ip_.erase(count);
+  if (IpCount* count = count_of(it->ip); count != nullptr && --count->children == 0) {
+    *count = per_ip_.back();  // order does not matter: swap with the last, drop it
+    per_ip_.pop_back();
   }
-  children_.erase(it);
+  *it = children_.back();
+  children_.pop_back();
   publish_counts();
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     spdlog::warn("connection child pid {} {}", pid, common::describe_wait_status(status));
@@ -153,7 +183,7 @@ void ConnectionForker::set_interest(bool want) {
 }
 
 void ConnectionForker::signal_all(int signo) const {
-  for (const auto& [pid, ip] : children_) send_signal(pid, signo);
+  for (const Child& child : children_) send_signal(child.pid, signo);
 }
 
 void ConnectionForker::drop_fds_in_child() {

@@ -6,9 +6,11 @@
 
 #include <sys/types.h>
 
+#include <netinet/in.h>
+
+#include <array>
 #include <functional>
-#include <string>
-#include <unordered_map>
+#include <string_view>
 #include <vector>
 
 #include "common/acceptor.hpp"
@@ -57,14 +59,36 @@ class ConnectionForker {
   [[nodiscard]] Millis next_wakeup(Millis next, Millis now) const;
 
  private:
+  // A client's address as common::format_ip writes it, in place: the books on children allocate
+  // nothing per connection, because every heap page the master writes after a fork() is a
+  // copy-on-write fault (the fork made it read-only), one per page and connection.
+  struct ClientIp {
+    std::array<char, INET6_ADDRSTRLEN> text{};
+    std::size_t length = 0;
+    ClientIp() = default;
+    explicit ClientIp(std::string_view ip);
+    [[nodiscard]] std::string_view view() const { return {text.data(), length}; }
+    bool operator==(const ClientIp& other) const { return view() == other.view(); }
+  };
   struct Held {
     common::UniqueFd fd;
-    std::string ip;
+    ClientIp ip;
     bool proxy_protocol = false;
+  };
+  struct Child {
+    pid_t pid;
+    ClientIp ip;
+  };
+  struct IpCount {
+    ClientIp ip;
+    unsigned children;
   };
 
   [[nodiscard]] bool below_cap() const { return children_.size() < context_.config.max_children; }
-  [[nodiscard]] bool ip_at_cap(const std::string& ip);
+  [[nodiscard]] bool ip_at_cap(const ClientIp& ip);
+  [[nodiscard]] IpCount* count_of(const ClientIp& ip);
+  // Room for max_children entries, made before the fork so the books never grow after it.
+  void reserve_books();
   [[nodiscard]] bool proxy_protocol_of(int listener_fd) const;
   void retry_held(unsigned generation, Millis now);
   // Forks a child for `client`; on failure keeps it in held_ and backs off.
@@ -74,8 +98,9 @@ class ConnectionForker {
 
   Context context_;
   common::Acceptor acceptor_;
-  std::unordered_map<pid_t, std::string> children_;  // pid -> client IP
-  std::unordered_map<std::string, unsigned> per_ip_;
+  // Flat and scanned: at most max_children entries, and no node allocated per connection.
+  std::vector<Child> children_;
+  std::vector<IpCount> per_ip_;  // only IPs with live children
   bool accepting_ = false;
   Held held_;  // accepted, waiting for fork to succeed again
   Millis fork_retry_at_ = 0;
