@@ -60,7 +60,7 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
                .drop_master_fds =
                    [this] {
                      drop_master_fds();
-                     listeners_.clear();  // a connection child never accepts
+                     for (auto& l : listeners_) l.fd.reset();  // closed, not destroyed: it _exits
                    },
                .fork = options_.fork}),
       upgrader_(options_.executable, epoll_.get()) {
