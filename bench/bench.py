@@ -371,9 +371,12 @@ def run_load(args, tmp, results):
         "pipelined": ["ours", "nginx"],
         "perconn-close": ["ours-perconn", "busybox"],
     }
+    if args.scenarios:
+        pairs = {k: v for k, v in pairs.items() if k in args.scenarios.split(",")}
+    names = sorted({n for pair in pairs.values() for n in pair})
     results["runs"] = []
     for rnd in range(args.rounds):
-        servers = make_servers(args, tmp, ["ours", "ours-perconn", "nginx", "busybox"])
+        servers = make_servers(args, tmp, names)
         try:
             for s in servers.values():
                 s.start()
@@ -397,14 +400,47 @@ def run_load(args, tmp, results):
                 s.stop()
 
 
-def run_fork_limit(args, results):
-    vals = []
+def master_image(args, tmp):
+    """Mappings and anonymous memory of a per-connection master that served a few connections:
+    the size the image variant of the fork micro-benchmark is made to have."""
+    servers = make_servers(args, tmp, ["ours-perconn"])
+    server = servers["ours-perconn"].start()
+    try:
+        verify(server, "perconn-close")
+        with open(f"/proc/{server.pid}/maps") as f:
+            maps = sum(1 for _ in f)
+        anon = 0
+        with open(f"/proc/{server.pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Anonymous:"):
+                    anon = int(line.split()[1])
+        return {"mappings": maps, "anon_kib": anon}
+    finally:
+        server.stop()
+
+
+def fork_rounds(args, argv):
+    vals, info = [], {}
     for _ in range(args.rounds):
-        out = subprocess.run(["taskset", "-c", SERVER_CPU, args.fork_limit, "3"],
+        out = subprocess.run(["taskset", "-c", SERVER_CPU, *argv],
                              capture_output=True, text=True, check=True).stdout
         vals.append(float(re.search(r"forks_per_sec (\S+)", out).group(1)))
+        info = {k: int(v) for k, v in re.findall(r"^(mappings|anon_kib) (\d+)$", out, re.M)}
+    return vals, info
+
+
+def run_fork_limit(args, tmp, results):
+    vals, info = fork_rounds(args, [args.fork_limit, "3"])
     results["fork_limit"] = vals
-    log(f"fork+exit+waitpid: {vals} per second")
+    results["fork_limit_process"] = info
+    log(f"fork+exit+waitpid (tiny process, {info}): {vals} per second")
+    if args.fork_limit_image:
+        image = master_image(args, tmp)
+        vals, info = fork_rounds(args, [args.fork_limit_image, "3", "0", str(image["anon_kib"])])
+        results["fork_limit_image"] = vals
+        results["fork_limit_image_process"] = info
+        results["perconn_master"] = image
+        log(f"fork+exit+waitpid (our image, {info}; master {image}): {vals} per second")
 
 
 def run_memory(args, tmp, results):
@@ -554,6 +590,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
     ap.add_argument("--fork-limit", required=True)
+    ap.add_argument("--fork-limit-image", default="",
+                    help="fork_limit linked as prefork-httpd is (bench/run.sh builds it)")
     ap.add_argument("--micro", required=True)
     ap.add_argument("--results-dir", required=True)
     ap.add_argument("--rounds", type=int, default=3)
@@ -561,6 +599,8 @@ def main():
     ap.add_argument("--idle-conns", type=int, default=10000)
     ap.add_argument("--profile-seconds", type=int, default=5)
     ap.add_argument("--only", default="load,fork,memory,micro,profile")
+    ap.add_argument("--scenarios", default="",
+                    help="load scenarios to run, comma-separated (default: all)")
     ap.add_argument("--versions", default="{}")
     args = ap.parse_args()
     args.versions = json.loads(args.versions)
@@ -579,7 +619,7 @@ def main():
         if "load" in only:
             run_load(args, tmp, results)
         if "fork" in only:
-            run_fork_limit(args, results)
+            run_fork_limit(args, tmp, results)
         if "memory" in only:
             run_memory(args, tmp, results)
         if "micro" in only:

@@ -6,7 +6,8 @@
 #   sudo bench/run.sh
 #
 # Environment: ROUNDS (3), DURATION (10, seconds per wrk run), IDLE_CONNS (10000),
-# BUILD_DIR (<repo>/build-bench), ONLY (load,fork,memory,micro,profile), NO_NETNS=1.
+# BUILD_DIR (<repo>/build-bench), ONLY (load,fork,memory,micro,profile), NO_NETNS=1,
+# SCENARIOS (load scenarios, comma-separated: keep-alive,close,pipelined,perconn-close; default all).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +18,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 ONLY=${ONLY:-load,fork,memory,micro,profile}
-export ROUNDS DURATION IDLE_CONNS BUILD_DIR ONLY
+SCENARIOS=${SCENARIOS:-}
+export ROUNDS DURATION IDLE_CONNS BUILD_DIR ONLY SCENARIOS
 
 say() { printf '[run.sh] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -61,7 +63,7 @@ build() {
     die "build failed: $BUILD_DIR.make.log"
 
   # The micro-benchmarks link the Release static libraries directly (independent of the main
-  # CMakeLists.txt); include paths come from the build's compile_commands.json.
+  # CMakeLists.txt); include paths and definitions come from the build's compile_commands.json.
   local incs libs llhttp
   incs=$(python3 - "$BUILD_DIR/compile_commands.json" <<'EOF'
 import json, shlex, sys
@@ -70,14 +72,15 @@ for e in json.load(open(sys.argv[1])):
         a = shlex.split(e["command"]) if "command" in e else e["arguments"]
         out = []
         for i, x in enumerate(a):
-            if x in ("-I", "-isystem"): out += [x, a[i + 1]]
-            elif x.startswith("-I") or x.startswith("-isystem"): out.append(x)
+            if x in ("-I", "-isystem", "-D"): out += [x, a[i + 1]]
+            elif x.startswith(("-I", "-isystem", "-D")): out.append(x)
         print(" ".join(shlex.quote(x) for x in out))
 EOF
 )
   llhttp=$(find "$BUILD_DIR" -name 'libllhttp*.a' | head -n1)
   [ -n "$llhttp" ] || llhttp=$(pkg-config --libs libllhttp)
-  libs="$BUILD_DIR/worker/libprefork_worker.a $BUILD_DIR/common/libprefork_common.a $llhttp"
+  libs="$BUILD_DIR/worker/libprefork_worker.a $BUILD_DIR/common/libprefork_common.a"
+  libs="$libs $BUILD_DIR/libprefork_logging.a $llhttp"
   # shellcheck disable=SC2086
   g++ -std=c++20 -O2 -DNDEBUG $incs "$BENCH/micro_parse.cpp" $libs -lbenchmark -lpthread \
     -o "$BUILD_DIR/micro_parse" 2>"$BUILD_DIR.micro.log" ||
@@ -85,6 +88,21 @@ EOF
     $(pkg-config --libs spdlog fmt 2>/dev/null) -lbenchmark -lpthread \
     -o "$BUILD_DIR/micro_parse" 2>"$BUILD_DIR.micro.log" || die "micro_parse: $BUILD_DIR.micro.log"
   g++ -std=c++20 -O2 "$BENCH/fork_limit.cpp" -o "$BUILD_DIR/fork_limit"
+  build_fork_limit_image
+}
+
+# fork_limit linked exactly as prefork-httpd is (CMake's own link line for it, main.cpp.o
+# replaced, our static libraries taken whole, no shared library dropped as unneeded): the fork
+# micro-benchmark of the same binary's image. bench.py runs it with the master's anonymous memory.
+build_fork_limit_image() {
+  local dir="$BUILD_DIR/master" link
+  g++ -std=c++20 -O2 -c "$BENCH/fork_limit.cpp" -o "$BUILD_DIR/fork_limit.o"
+  link=$(cat "$dir/CMakeFiles/prefork-httpd.dir/link.txt")
+  case "$link" in *'"CMakeFiles/prefork-httpd.dir/main.cpp.o"'*) ;; *) die "unexpected link line: $link" ;; esac
+  link=${link/\"CMakeFiles\/prefork-httpd.dir\/main.cpp.o\"/\"$BUILD_DIR\/fork_limit.o\" -Wl,--no-as-needed -Wl,--whole-archive}
+  link=${link/-o ..\/prefork-httpd/-o \"$BUILD_DIR\/fork_limit_image\"}
+  (cd "$dir" && eval "$link -Wl,--no-whole-archive") >"$BUILD_DIR.fork_image.log" 2>&1 ||
+    die "fork_limit_image: $BUILD_DIR.fork_image.log"
 }
 
 facts() {
@@ -137,9 +155,9 @@ mkdir -p "$RESULTS"
 versions=$(printf '{"nginx": "%s"}' "$(nginx -v 2>&1 | sed 's/.*nginx\///')")
 say "measuring: rounds=$ROUNDS duration=${DURATION}s idle_conns=$IDLE_CONNS only=$ONLY"
 python3 "$BENCH/bench.py" --binary "$BUILD_DIR/prefork-httpd" \
-  --fork-limit "$BUILD_DIR/fork_limit" --micro "$BUILD_DIR/micro_parse" \
+  --fork-limit "$BUILD_DIR/fork_limit" --fork-limit-image "$BUILD_DIR/fork_limit_image" --micro "$BUILD_DIR/micro_parse" \
   --results-dir "$RESULTS" --rounds "$ROUNDS" --duration "$DURATION" \
-  --idle-conns "$IDLE_CONNS" --only "$ONLY" --versions "$versions"
+  --idle-conns "$IDLE_CONNS" --only "$ONLY" --scenarios "$SCENARIOS" --versions "$versions"
 facts >"$RESULTS/facts.json"
 python3 "$BENCH/report.py" "$RESULTS/results.json" "$ROOT/docs" "bench/run.sh" "$RESULTS/facts.json"
 say "done in $(( $(date +%s) - ${START:-$(date +%s)} )) s"
