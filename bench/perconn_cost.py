@@ -8,6 +8,7 @@ for prefork-httpd also the master's mappings and the minor faults per child (the
 cminflt delta / N; busybox's children are reaped by no wait(), so it has none).
 
   sudo bench/perconn_cost.py --binary build/prefork-httpd [--requests 2000] [--rounds 3]
+                             [--before OTHER_BUILD] [--cpu N] [--no-busybox]
 """
 import argparse
 import os
@@ -108,6 +109,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cpu", default="", help="pin the servers to this CPU (taskset -c)")
     ap.add_argument("--no-busybox", action="store_true")
+    ap.add_argument("--before", default="", help="another prefork-httpd build, measured alike")
     args = ap.parse_args()
     www = tempfile.mkdtemp(prefix="perconn-www-")
     with open(os.path.join(www, "index.html"), "w") as f:
@@ -115,6 +117,10 @@ def main():
     servers = {"ours": Server("ours", [args.binary, "--mode", "per-connection", "--listen",
                                        "127.0.0.1:18091", "--set", 'log_level="warn"'],
                               18091, args.cpu)}
+    if args.before:
+        servers["before"] = Server("before", [args.before, "--mode", "per-connection", "--listen",
+                                              "127.0.0.1:18093", "--set", 'log_level="warn"'],
+                                   18093, args.cpu)
     if not args.no_busybox:
         servers["busybox"] = Server("busybox", ["busybox", "httpd", "-f", "-p", "127.0.0.1:18092",
                                                 "-h", www], 18092, args.cpu)
@@ -133,7 +139,8 @@ def main():
     med = {name: {k: statistics.median(m[k] for m in ms) for k in ms[0]} for name, ms in rows.items()}
     for name, m in med.items():
         print(f"median   {name:8s} cpu {m['cpu_us']:7.1f} us/conn  child faults {m['faults']:5.1f}  "
-              f"maps {m['maps']:.0f}  {m['conn_per_s']:6.0f} conn/s")
+              f"master faults {m['master_faults']:5.2f}  maps {m['maps']:.0f}  "
+              f"{m['conn_per_s']:6.0f} conn/s")
     if "busybox" in med:
         print(f"ratio ours/busybox cpu per connection: "
               f"{med['ours']['cpu_us'] / med['busybox']['cpu_us']:.2f} (per-round: " +
