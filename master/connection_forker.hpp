@@ -76,12 +76,12 @@ class ConnectionForker {
     bool proxy_protocol = false;
   };
   struct Child {
-    pid_t pid;
+    pid_t pid = 0;
     ClientIp ip;
   };
   struct IpCount {
     ClientIp ip;
-    unsigned children;
+    unsigned children = 0;
   };
 
   [[nodiscard]] bool below_cap() const { return children_.size() < context_.config.max_children; }

@@ -38,6 +38,8 @@ constexpr std::size_t kMaxBatchCapacity = std::size_t{256} * 1024;
 
 }  // namespace
 
+// read_buffer is left uninitialized on purpose (see its declaration).
+// NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
 WorkerShared::WorkerShared(const common::ChildContext& ctx)
     : config(ctx.config),
       limits(Limits::from(ctx.config)),

@@ -90,7 +90,7 @@ struct WorkerShared {
   Observability* observability = nullptr;  // answers the internal endpoints
   // llhttp streams: nothing is kept in it. Not zero-filled: recv() writes what is read, and
   // filling 16 KiB would touch four fresh pages in every per-connection child.
-  std::array<char, kReadBufferSize> read_buffer;  // NOLINT(cppcoreguidelines-pro-type-member-init)
+  std::array<char, kReadBufferSize> read_buffer;
 };
 
 class Connection final : public EpollSource, private RequestHandler {
