@@ -13,9 +13,12 @@
 
 #include <chrono>
 #include <climits>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -420,6 +423,36 @@ TEST_P(Experiment, AReloadLetsADelayedRequestFinish) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BothModes, Experiment, ::testing::Values(true, false), mode_name);
+
+// CPU ticks of the children `pid` has reaped (cutime + cstime).
+long reaped_children_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+  return std::stol(f.at(13)) + std::stol(f.at(14));  // fields 16 and 17 of proc(5)
+}
+
+// A per-connection child polls its one socket level-triggered, asking only for what the
+// connection waits for: a client that resets during a ?delay must not turn the child's wait into
+// a busy loop. It sleeps until the delay is over, finds the connection gone and exits.
+TEST(PerConnectionChild, AClientResetDuringADelayLeavesTheChildAsleep) {
+  ServerProcess server({.args = server_args(false, kSwitchesOn)});
+  {
+    Client c(server.port());
+    c.send(get_request("/?delay=2"));
+    ASSERT_TRUE(c.wait_server_read());
+    ASSERT_TRUE(server.wait_for_children(1));
+    const linger reset{1, 0};
+    ASSERT_EQ(::setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+  }  // closed with a reset
+  ASSERT_TRUE(server.wait_for_children(0, 10s));
+  // A sleeping child uses a tick or two; two seconds of a busy loop, up to 200 (10 ms each).
+  EXPECT_LT(reaped_children_ticks(server.pid()), 20);
+  server.signal(SIGTERM);
+  EXPECT_EQ(exit_code(server.wait_exit(10s)), 0);
+  EXPECT_THAT(server.unexpected_errors(), IsEmpty());
+}
 
 }  // namespace
 }  // namespace prefork::testing
