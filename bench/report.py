@@ -317,11 +317,12 @@ if all(ka_cpu.values()) and all(ka_usr.values()):
           f"mapping; copy-on-write of the data, heap and stack pages the child writes), "
           f"`exit_mmap`, `fork`'s `dup_mmap` (per mapping), TCP. Taken in issue 13: a lean "
           f"child loop (poll on one socket, no epoll set), no logger rebuilt per child, the time "
-          f"zone loaded once in the master, spdlog and fmt compiled into the binary (mappings "
-          f"68 to 57), no per-connection heap churn in the master's books, no destructors over "
-          f"master objects in the child. Not taken: static libstdc++ or toml++ (Debian policy "
-          f"wants shared system libraries). busybox httpd's master has 30 mappings and ~124 KiB "
-          f"of anonymous memory; its children fault ~38 times, ours ~53.")
+          f"zone loaded once in the master, no per-connection heap churn in the master's books, "
+          f"no destructors over master objects in the child. Not taken: static libstdc++ or "
+          f"toml++ (Debian policy wants shared system libraries); spdlog and fmt compiled into "
+          f"the binary from their headers (68 to 57 mappings) is not portable across Debian "
+          f"releases (their src/ instantiations differ: fmt 9 vs 10). busybox httpd's master has "
+          f"30 mappings and ~124 KiB of anonymous memory; its children fault ~38 times.")
     w("")
 
 # ---- profile

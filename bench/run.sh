@@ -80,7 +80,7 @@ EOF
   llhttp=$(find "$BUILD_DIR" -name 'libllhttp*.a' | head -n1)
   [ -n "$llhttp" ] || llhttp=$(pkg-config --libs libllhttp)
   libs="$BUILD_DIR/worker/libprefork_worker.a $BUILD_DIR/common/libprefork_common.a"
-  libs="$libs $BUILD_DIR/libprefork_logging.a $llhttp"
+  libs="$libs $llhttp"
   # shellcheck disable=SC2086
   g++ -std=c++20 -O2 -DNDEBUG $incs "$BENCH/micro_parse.cpp" $libs -lbenchmark -lpthread \
     -o "$BUILD_DIR/micro_parse" 2>"$BUILD_DIR.micro.log" ||
