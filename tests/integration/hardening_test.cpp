@@ -171,10 +171,18 @@ void report(const std::string& key, const std::string& value) {
 
 // ---- one shared server for the request-level attacks -------------------------------------------
 
-class Hardening : public SharedServerSuite<Hardening> {
+ServerOptions hardening_options() {
+  return {.args = {"--workers", "2"}};
+}
+
+// Request-level attacks get the same answers from a prefork worker and from a child per
+// connection.
+class Hardening : public ModelSuite<Hardening> {
  public:
-  static ServerOptions server_options() { return {.args = {"--workers", "2"}}; }
+  static ServerOptions server_options() { return hardening_options(); }
 };
+
+INSTANTIATE_TEST_SUITE_P(BothModels, Hardening, kBothModels, model_param_name);
 
 struct Attack {
   const char* name;
@@ -186,18 +194,21 @@ void PrintTo(const Attack& a, std::ostream* out) {
   *out << a.name;
 }
 
-class Attacks : public Hardening, public ::testing::WithParamInterface<Attack> {};
+class Attacks : public ModelSuite<Attacks, std::tuple<Model, Attack>> {
+ public:
+  static ServerOptions server_options() { return hardening_options(); }
+};
 
 // Exactly one response, the expected error with Connection: close, then the connection closes;
 // the bytes after the bad request (a complete GET) never get an answer.
 TEST_P(Attacks, OneErrorResponseThenCloseAndNothingForTheSmuggledBytes) {
   const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
   common::UniqueFd fd = connect_raw(port());
-  send_all(fd.get(), GetParam().request + smuggled);  // the server may close before the end
+  send_all(fd.get(), test_case().request + smuggled);  // the server may close before the end
   bool closed = false;
   const std::string answer = read_until_closed(fd.get(), kIoTimeout, &closed);
-  report(std::string("answer/") + GetParam().name, first_line(answer));
-  EXPECT_EQ(first_line(answer).substr(0, 12), "HTTP/1.1 " + std::to_string(GetParam().status))
+  report(std::string("answer/") + test_case().name, first_line(answer));
+  EXPECT_EQ(first_line(answer).substr(0, 12), "HTTP/1.1 " + std::to_string(test_case().status))
       << answer;
   EXPECT_EQ(count(answer, "HTTP/1.1 "), 1U) << "a second response:\n" << answer;
   EXPECT_THAT(answer, HasSubstr("\r\nConnection: close\r\n"));
@@ -217,58 +228,63 @@ std::string many_headers(int n) {
 
 INSTANTIATE_TEST_SUITE_P(
     Smuggling, Attacks,
-    ::testing::Values(
-        Attack{"ContentLengthAndChunked",
-               post("Content-Length: 6\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400},
-        Attack{"ChunkedAndContentLength",
-               post("Transfer-Encoding: chunked\r\nContent-Length: 6\r\n", "0\r\n\r\n"), 400},
-        Attack{"TwoDifferentContentLengths",
-               post("Content-Length: 3\r\nContent-Length: 40\r\n", "abc"), 400},
-        Attack{"TwoEqualContentLengths", post("Content-Length: 3\r\nContent-Length: 3\r\n", "abc"),
-               400},
-        Attack{"ChunkedThenIdentity", post("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"),
-               400},
-        Attack{"ChunkedTwice",
-               post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"),
-               400},
-        Attack{"XChunked", post("Transfer-Encoding: xchunked\r\n", "0\r\n\r\n"), 400},
-        Attack{"ChunkedInHttp10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-               400},
-        Attack{"ObsFoldedTransferEncoding", post("Transfer-Encoding:\r\n chunked\r\n", "0\r\n\r\n"),
-               400},
-        Attack{"InvalidChunkSize", post("Transfer-Encoding: chunked\r\n", "zz\r\nhi\r\n0\r\n\r\n"),
-               400},
-        Attack{"ChunkSizeOverflow",
-               post("Transfer-Encoding: chunked\r\n", "fffffffffffffffffffff\r\nx\r\n0\r\n\r\n"),
-               400},
-        Attack{"ChunkSize2Pow64", post("Transfer-Encoding: chunked\r\n", "10000000000000000\r\n"),
-               400},
-        Attack{"ChunkDataLongerThanItsSize",
-               post("Transfer-Encoding: chunked\r\n", "1\r\nabc\r\n0\r\n\r\n"), 400},
-        Attack{"ChunkSizeBareLf", post("Transfer-Encoding: chunked\r\n", "3\nabc\r\n0\r\n\r\n"),
-               400},
-        Attack{"NegativeContentLength", post("Content-Length: -1\r\n", ""), 400},
-        Attack{"PlusContentLength", post("Content-Length: +3\r\n", "abc"), 400},
-        Attack{"ContentLengthList", post("Content-Length: 3, 3\r\n", "abc"), 400},
-        Attack{"ContentLengthOverflow", post("Content-Length: 184467440737095516160\r\n", ""), 400},
-        Attack{"SpaceBeforeColonInTransferEncoding",
-               post("Transfer-Encoding : chunked\r\n", "0\r\n\r\n"), 400},
-        Attack{"TenThousandTinyHeaders", many_headers(10'000), 431},
-        Attack{"HundredKibUri",
-               "GET /" + std::string(100 * 1024, 'u') + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
-        Attack{"NulInTarget", "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n"s, 400},
-        Attack{"NulInHeaderValue", "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"s, 400},
-        Attack{"NulInHeaderName", "GET / HTTP/1.1\r\nHost: a\r\nX\0Y: b\r\n\r\n"s, 400},
-        Attack{"BareLfLineEnds", "GET / HTTP/1.1\nHost: a\n\n", 400},
-        Attack{"BareLfAfterAHeader", "GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 400},
-        Attack{"BareCr", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400},
-        Attack{"ObsFold", "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n", 400},
-        Attack{"WhitespaceBeforeColon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},
-        Attack{"TabBeforeColon", "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400},
-        Attack{"LeadingWhitespaceFirstHeader", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400}),
-    [](const auto& test) { return std::string(test.param.name); });
+    ::testing::Combine(
+        kBothModels,
+        ::testing::Values(
+            Attack{"ContentLengthAndChunked",
+                   post("Content-Length: 6\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400},
+            Attack{"ChunkedAndContentLength",
+                   post("Transfer-Encoding: chunked\r\nContent-Length: 6\r\n", "0\r\n\r\n"), 400},
+            Attack{"TwoDifferentContentLengths",
+                   post("Content-Length: 3\r\nContent-Length: 40\r\n", "abc"), 400},
+            Attack{"TwoEqualContentLengths",
+                   post("Content-Length: 3\r\nContent-Length: 3\r\n", "abc"), 400},
+            Attack{"ChunkedThenIdentity",
+                   post("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"), 400},
+            Attack{
+                "ChunkedTwice",
+                post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"),
+                400},
+            Attack{"XChunked", post("Transfer-Encoding: xchunked\r\n", "0\r\n\r\n"), 400},
+            Attack{"ChunkedInHttp10",
+                   "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+            Attack{"ObsFoldedTransferEncoding",
+                   post("Transfer-Encoding:\r\n chunked\r\n", "0\r\n\r\n"), 400},
+            Attack{"InvalidChunkSize",
+                   post("Transfer-Encoding: chunked\r\n", "zz\r\nhi\r\n0\r\n\r\n"), 400},
+            Attack{
+                "ChunkSizeOverflow",
+                post("Transfer-Encoding: chunked\r\n", "fffffffffffffffffffff\r\nx\r\n0\r\n\r\n"),
+                400},
+            Attack{"ChunkSize2Pow64",
+                   post("Transfer-Encoding: chunked\r\n", "10000000000000000\r\n"), 400},
+            Attack{"ChunkDataLongerThanItsSize",
+                   post("Transfer-Encoding: chunked\r\n", "1\r\nabc\r\n0\r\n\r\n"), 400},
+            Attack{"ChunkSizeBareLf", post("Transfer-Encoding: chunked\r\n", "3\nabc\r\n0\r\n\r\n"),
+                   400},
+            Attack{"NegativeContentLength", post("Content-Length: -1\r\n", ""), 400},
+            Attack{"PlusContentLength", post("Content-Length: +3\r\n", "abc"), 400},
+            Attack{"ContentLengthList", post("Content-Length: 3, 3\r\n", "abc"), 400},
+            Attack{"ContentLengthOverflow", post("Content-Length: 184467440737095516160\r\n", ""),
+                   400},
+            Attack{"SpaceBeforeColonInTransferEncoding",
+                   post("Transfer-Encoding : chunked\r\n", "0\r\n\r\n"), 400},
+            Attack{"TenThousandTinyHeaders", many_headers(10'000), 431},
+            Attack{"HundredKibUri",
+                   "GET /" + std::string(100 * 1024, 'u') + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
+            Attack{"NulInTarget", "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n"s, 400},
+            Attack{"NulInHeaderValue", "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"s, 400},
+            Attack{"NulInHeaderName", "GET / HTTP/1.1\r\nHost: a\r\nX\0Y: b\r\n\r\n"s, 400},
+            Attack{"BareLfLineEnds", "GET / HTTP/1.1\nHost: a\n\n", 400},
+            Attack{"BareLfAfterAHeader", "GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 400},
+            Attack{"BareCr", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400},
+            Attack{"ObsFold", "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n", 400},
+            Attack{"WhitespaceBeforeColon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},
+            Attack{"TabBeforeColon", "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400},
+            Attack{"LeadingWhitespaceFirstHeader", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400})),
+    model_case_name<Attack>);
 
-TEST_F(Hardening, HalfCloseAfterAFullRequestStillGetsTheResponse) {
+TEST_P(Hardening, HalfCloseAfterAFullRequestStillGetsTheResponse) {
   common::UniqueFd fd = connect_raw(port());
   ASSERT_TRUE(send_all(fd.get(), get_request()));
   ::shutdown(fd.get(), SHUT_WR);
@@ -287,8 +303,8 @@ TEST_F(Hardening, HalfCloseAfterAFullRequestStillGetsTheResponse) {
   EXPECT_TRUE(closed);
 }
 
-TEST_F(Hardening, ClientResetsMidRequestAndMidResponseLeaveTheServerServing) {
-  const auto workers = server_->children();
+TEST_P(Hardening, ClientResetsMidRequestAndMidResponseLeaveTheServerServing) {
+  const auto workers = server().children();
   // Mid request line, mid headers, mid body (1 MiB announced, 64 KiB sent).
   for (const std::string& partial :
        {std::string("GET /some"), std::string("GET / HTTP/1.1\r\nHost: a\r\nX-Long: aaa"),
@@ -313,8 +329,12 @@ TEST_F(Hardening, ClientResetsMidRequestAndMidResponseLeaveTheServerServing) {
     writer.join();
   }
   EXPECT_TRUE(serves_within(port(), 2s));
-  EXPECT_EQ(server_->children(), workers) << "a worker died";
-  EXPECT_THAT(server_->unexpected_errors(), IsEmpty());
+  if (model() == Model::kPrefork) {
+    EXPECT_EQ(server().children(), workers) << "a worker died";
+  } else {
+    EXPECT_TRUE(server().wait_for_children(0)) << "a child outlived its reset connection";
+  }
+  EXPECT_THAT(server().unexpected_errors(), IsEmpty());
 }
 
 // ---- slowloris --------------------------------------------------------------------------------

@@ -76,12 +76,23 @@ void send_all(int fd, const std::string& bytes) {
 
 const std::string kGet = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
+// Limits and timeouts of the contract, each test against a server of its own in either model.
+class HttpLimits : public ::testing::TestWithParam<Model> {
+ protected:
+  ServerOptions options(std::vector<std::string> args) const {
+    return in_model(GetParam(), {.args = std::move(args)});
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(BothModels, HttpLimits, kBothModels, model_param_name);
+
 // A client pipelines far more requests than keepalive_requests allows and reads only later:
 // the server answers exactly keepalive_requests, the last with Connection: close, and then
 // half-closes and reads the rest away, so the client reads every answer and then EOF. Closing
 // with the rest unread used to send a reset that destroyed ~400 answers already sent.
-TEST(HttpEdges, PipelinedFloodGetsEveryAllowedAnswerThenEofNotAReset) {
-  ServerProcess server({.args = {"--workers", "1"}});
+TEST_P(HttpLimits, PipelinedFloodGetsEveryAllowedAnswerThenEofNotAReset) {
+  ServerProcess server(options({"--workers", "1"}));
+  expect_runs_in(server, GetParam());
   Client c(server.port());
   std::string flood;
   flood.reserve(kGet.size() * 50'000);
@@ -101,14 +112,16 @@ TEST(HttpEdges, PipelinedFloodGetsEveryAllowedAnswerThenEofNotAReset) {
   EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
 
-class HttpEdgesShared : public SharedServerSuite<HttpEdgesShared> {
+class HttpEdgesShared : public ModelSuite<HttpEdgesShared> {
  public:
   static ServerOptions server_options() { return {.args = {"--workers", "1"}}; }
 };
 
+INSTANTIATE_TEST_SUITE_P(BothModels, HttpEdgesShared, kBothModels, model_param_name);
+
 // RFC 9110 §2.5: a higher minor version of HTTP/1 is processed as HTTP/1.1 (keep-alive and
 // all); another major version is 505.
-TEST_F(HttpEdgesShared, Http12IsServedAsHttp11AndAnotherMajorIs505) {
+TEST_P(HttpEdgesShared, Http12IsServedAsHttp11AndAnotherMajorIs505) {
   Client c(port());
   c.send("GET / HTTP/1.2\r\nHost: x\r\n\r\n");
   const Response first = c.read_response();
@@ -123,7 +136,7 @@ TEST_F(HttpEdgesShared, Http12IsServedAsHttp11AndAnotherMajorIs505) {
 
 // RFC 9110 §9.1: a well-formed method the server does not know is 501; one it knows but does
 // not serve is 405 (and the connection goes on).
-TEST_F(HttpEdgesShared, UnknownMethodIs501KnownUnservedIs405) {
+TEST_P(HttpEdgesShared, UnknownMethodIs501KnownUnservedIs405) {
   for (const std::string method : {"FOO", "BREW", "get", "GETX"}) {
     Client c(port());
     c.send(method + " / HTTP/1.1\r\nHost: x\r\n\r\n" + kGet);
@@ -141,7 +154,7 @@ TEST_F(HttpEdgesShared, UnknownMethodIs501KnownUnservedIs405) {
 }
 
 // RFC 9112 §3.2.4: the asterisk-form is only for OPTIONS.
-TEST_F(HttpEdgesShared, AsteriskTargetIsOnlyForOptions) {
+TEST_P(HttpEdgesShared, AsteriskTargetIsOnlyForOptions) {
   EXPECT_EQ(fetch(port(), "GET * HTTP/1.1\r\nHost: x\r\n\r\n").status, 400);
   EXPECT_EQ(fetch(port(), "HEAD * HTTP/1.1\r\nHost: x\r\n\r\n", true).status, 400);
   EXPECT_EQ(fetch(port(), "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").status, 204);
@@ -149,9 +162,10 @@ TEST_F(HttpEdgesShared, AsteriskTargetIsOnlyForOptions) {
 
 // slowhttptest -B: a body trickled a few bytes at a time. A request refused anyway gets its
 // 405 at once, and the trickle holds the connection at most lingering_time.
-TEST(HttpEdges, TrickledBodyOfARefusedRequestIsAnsweredAtOnceAndReleasedWithinLingeringTime) {
+TEST_P(HttpLimits, TrickledBodyOfARefusedRequestIsAnsweredAtOnceAndReleasedWithinLingeringTime) {
   ServerProcess server(
-      {.args = {"--workers", "1", "--set", "lingering_time=2", "--set", "lingering_timeout=1"}});
+      options({"--workers", "1", "--set", "lingering_time=2", "--set", "lingering_timeout=1"}));
+  expect_runs_in(server, GetParam());
   Client c(server.port());
   const auto start = Clock::now();
   c.send("POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 8192\r\n\r\nab");
@@ -171,9 +185,10 @@ TEST(HttpEdges, TrickledBodyOfARefusedRequestIsAnsweredAtOnceAndReleasedWithinLi
 // The same trickle on a request that would be served: body_timeout restarts on progress only
 // while the body keeps body_min_rate, so the trickle ends in a 408 although no gap between two
 // chunks reaches body_timeout. A body at a fair rate is not affected.
-TEST(HttpEdges, TrickledBodyBelowTheMinimumRateGets408) {
-  ServerProcess server({.args = {"--workers", "1", "--set", "body_timeout=1", "--set",
-                                 "body_min_rate=1000", "--set", "max_body_bytes=1000000"}});
+TEST_P(HttpLimits, TrickledBodyBelowTheMinimumRateGets408) {
+  ServerProcess server(options({"--workers", "1", "--set", "body_timeout=1", "--set",
+                                "body_min_rate=1000", "--set", "max_body_bytes=1000000"}));
+  expect_runs_in(server, GetParam());
   Client c(server.port());
   const auto start = Clock::now();
   c.send("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
@@ -193,6 +208,29 @@ TEST(HttpEdges, TrickledBodyBelowTheMinimumRateGets408) {
     std::this_thread::sleep_for(500ms);
   }
   EXPECT_EQ(fair.read_response().status, 200);
+}
+
+// header_timeout bounds the head of a request (a 408, then EOF); keepalive_timeout ends a
+// connection idle between requests without a word (EOF, no bytes).
+TEST_P(HttpLimits, HeadAndKeepAliveTimeoutsEndTheConnection) {
+  ServerProcess server(
+      options({"--workers", "1", "--set", "header_timeout=1", "--set", "keepalive_timeout=1"}));
+  expect_runs_in(server, GetParam());
+  Client slow(server.port());
+  slow.send("GET / HTTP/1.1\r\nHost: x\r\n");
+  const Received head = read_to_end(slow.fd(), 5s);
+  EXPECT_THAT(head.bytes, ::testing::StartsWith("HTTP/1.1 408 "));
+  EXPECT_EQ(head.end, End::kEof);
+
+  Client idle(server.port());
+  idle.send(kGet);
+  EXPECT_EQ(idle.read_response().status, 200);
+  const auto answered = Clock::now();
+  const Received quiet = read_to_end(idle.fd(), 5s);
+  EXPECT_EQ(quiet.end, End::kEof);
+  EXPECT_EQ(quiet.bytes, "");
+  EXPECT_GE(Clock::now() - answered, 900ms) << "closed before keepalive_timeout";
+  EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
 
 // A draining worker does not close an idle keep-alive connection under a request that may be

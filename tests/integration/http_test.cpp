@@ -8,12 +8,18 @@
 namespace prefork::testing {
 namespace {
 
-class Http : public SharedServerSuite<Http> {
+ServerOptions http_options() {
+  return {.args = {"--workers", "2", "--set", "max_body_bytes=2097152"}};
+}
+
+// The contract holds in both process models: each test runs against a prefork pool and
+// against a child per connection.
+class Http : public ModelSuite<Http> {
  public:
-  static ServerOptions server_options() {
-    return {.args = {"--workers", "2", "--set", "max_body_bytes=2097152"}};
-  }
+  static ServerOptions server_options() { return http_options(); }
 };
+
+INSTANTIATE_TEST_SUITE_P(BothModels, Http, kBothModels, model_param_name);
 
 void expect_hello(const Response& r) {
   EXPECT_EQ(r.status_line, "HTTP/1.1 200 OK");
@@ -25,13 +31,13 @@ void expect_hello(const Response& r) {
                                       "[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"));
 }
 
-TEST_F(Http, GetAnswersHelloWorld) {
+TEST_P(Http, GetAnswersHelloWorld) {
   const Response r = fetch(port(), get_request("/any/path?x=1"));
   expect_hello(r);
   EXPECT_EQ(r.body, "Hello, World!");
 }
 
-TEST_F(Http, HeadHasTheSameHeadersAndNoBody) {
+TEST_P(Http, HeadHasTheSameHeadersAndNoBody) {
   Client c(port());
   c.send("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
   const Response r = c.read_response(/*head_request=*/true);
@@ -41,7 +47,7 @@ TEST_F(Http, HeadHasTheSameHeadersAndNoBody) {
   EXPECT_EQ(c.read_response().body, "Hello, World!");
 }
 
-TEST_F(Http, Http10ClosesUnlessKeepAliveIsAsked) {
+TEST_P(Http, Http10ClosesUnlessKeepAliveIsAsked) {
   Client c(port());
   c.send("GET / HTTP/1.0\r\n\r\n");
   const Response r = c.read_response();
@@ -56,7 +62,7 @@ TEST_F(Http, Http10ClosesUnlessKeepAliveIsAsked) {
   EXPECT_TRUE(k.wait_closed());
 }
 
-TEST_F(Http, ConnectionCloseIsHonored) {
+TEST_P(Http, ConnectionCloseIsHonored) {
   Client c(port());
   c.send(get_request("/", "Connection: close\r\n"));
   const Response r = c.read_response();
@@ -65,7 +71,7 @@ TEST_F(Http, ConnectionCloseIsHonored) {
   EXPECT_TRUE(c.wait_closed());
 }
 
-TEST_F(Http, HundredPipelinedRequestsInOneWriteAreAnsweredInOrder) {
+TEST_P(Http, HundredPipelinedRequestsInOneWriteAreAnsweredInOrder) {
   Client c(port());
   std::string batch;
   for (int i = 0; i < 100; ++i) {
@@ -79,7 +85,7 @@ TEST_F(Http, HundredPipelinedRequestsInOneWriteAreAnsweredInOrder) {
   }
 }
 
-TEST_F(Http, PostWithAOneMebibyteBodyThenGetOnTheSameConnection) {
+TEST_P(Http, PostWithAOneMebibyteBodyThenGetOnTheSameConnection) {
   Client c(port());
   const std::string body(1 << 20, 'x');
   c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
@@ -92,7 +98,7 @@ TEST_F(Http, PostWithAOneMebibyteBodyThenGetOnTheSameConnection) {
   EXPECT_EQ(get.body, "Hello, World!");
 }
 
-TEST_F(Http, ChunkedBodyIsDiscardedWithoutDesync) {
+TEST_P(Http, ChunkedBodyIsDiscardedWithoutDesync) {
   Client c(port());
   c.send(
       "PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -102,7 +108,7 @@ TEST_F(Http, ChunkedBodyIsDiscardedWithoutDesync) {
   EXPECT_EQ(c.read_response().body, "Hello, World!");
 }
 
-TEST_F(Http, ExpectContinueGetsAnInterimResponseWhenTheBodyIsWanted) {
+TEST_P(Http, ExpectContinueGetsAnInterimResponseWhenTheBodyIsWanted) {
   Client c(port());
   c.send("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
   EXPECT_EQ(c.read_response().status_line, "HTTP/1.1 100 Continue");
@@ -110,7 +116,7 @@ TEST_F(Http, ExpectContinueGetsAnInterimResponseWhenTheBodyIsWanted) {
   EXPECT_EQ(c.read_response().body, "Hello, World!");
 }
 
-TEST_F(Http, ExpectContinueOnARefusedMethodIsAnsweredAtOnceAndCloses) {
+TEST_P(Http, ExpectContinueOnARefusedMethodIsAnsweredAtOnceAndCloses) {
   // The client need not send a body we would discard: the final status comes first.
   Client c(port());
   c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
@@ -130,14 +136,17 @@ void PrintTo(const ErrorCase& c, std::ostream* out) {
   *out << c.name;
 }
 
-class HttpErrors : public Http, public ::testing::WithParamInterface<ErrorCase> {};
+class HttpErrors : public ModelSuite<HttpErrors, std::tuple<Model, ErrorCase>> {
+ public:
+  static ServerOptions server_options() { return http_options(); }
+};
 
 TEST_P(HttpErrors, AnswerOnceThenClose) {
   Client c(port());
   // The trailing GET must never be answered: exactly one error response, then close.
-  c.send(GetParam().request + get_request());
+  c.send(test_case().request + get_request());
   const Response r = c.read_response();
-  EXPECT_EQ(r.status, GetParam().status) << r.status_line;
+  EXPECT_EQ(r.status, test_case().status) << r.status_line;
   EXPECT_EQ(r.header("connection"), "close");
   EXPECT_FALSE(r.header("date").empty());
   EXPECT_TRUE(c.wait_closed()) << "a second response was sent";
@@ -147,7 +156,7 @@ TEST_P(HttpErrors, AnswerOnceThenClose) {
 
 INSTANTIATE_TEST_SUITE_P(
     Statuses, HttpErrors,
-    ::testing::Values(
+    ::testing::Combine(kBothModels, ::testing::Values(
         ErrorCase{"Malformed", "GARBAGE\r\n\r\n", 400},
         ErrorCase{"MissingHost", "GET / HTTP/1.1\r\n\r\n", 400},
         ErrorCase{"TwoHosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
@@ -174,11 +183,12 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"HeadersTooLarge",
                   "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(64 * 1024, 'b') + "\r\n\r\n",
                   431},
-        ErrorCase{"Http2Version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505}),
-    [](const auto& test) { return std::string(test.param.name); });
+        ErrorCase{"Http2Version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505})),
+    model_case_name<ErrorCase>);
 
-TEST_F(Http, Ipv6LoopbackWorksWhenListeningDualStack) {
-  ServerProcess v6({.args = {"--workers", "1"}, .listen = "[::]:0"});
+TEST_P(Http, Ipv6LoopbackWorksWhenListeningDualStack) {
+  ServerProcess v6(in_model(model(), {.args = {"--workers", "1"}, .listen = "[::]:0"}));
+  expect_runs_in(v6, model());
   Client c(v6.port(), "::1");
   c.send(get_request());
   EXPECT_EQ(c.read_response().body, "Hello, World!");
