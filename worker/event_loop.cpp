@@ -1,6 +1,5 @@
 #include "worker/event_loop.hpp"
 
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,11 +27,9 @@ void epoll_add(int epoll_fd, int fd, std::uint32_t events, EpollSource* source) 
 
 }  // namespace
 
-EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
+EventLoop::EventLoop(const common::ChildContext& ctx)
     : config_(ctx.config),
-      client_proxy_protocol_(ctx.client_proxy_protocol),
       slot_(ctx.slot),
-      accept_(accept),
       blocked_(common::child_signals()),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       shared_(ctx) {
@@ -54,8 +51,6 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
   common::ignore_sigpipe();
   signal_fd_ = common::open_signalfd(common::child_signals());
   epoll_add(epoll_.get(), signal_fd_.get(), EPOLLIN, &signal_source_);
-  if (!accept_) return;
-  acceptor_.emplace();
   for (const common::Listener& listener : ctx.listeners) {
     listeners_.push_back(
         std::make_unique<ListenerEntry>(listener.fd.get(), listener.proxy_protocol));
@@ -66,14 +61,6 @@ EventLoop::EventLoop(const common::ChildContext& ctx, bool accept)
 EventLoop::~EventLoop() {
   for (auto& connection : connections_) connection->close();
   if (access_log_) access_log_->flush();
-}
-
-void EventLoop::adopt(common::UniqueFd client) {
-  const int flags = ::fcntl(client.get(), F_GETFL);
-  if (flags < 0 || ::fcntl(client.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    throw common::SysError("fcntl(O_NONBLOCK)");
-  }
-  add_connection(std::move(client), nullptr, client_proxy_protocol_);
 }
 
 int EventLoop::run() {
@@ -97,15 +84,13 @@ int EventLoop::run() {
     publish_state();
   }
   if (access_log_) access_log_->flush();  // lose no line, however the loop ended
-  // One line per exit is news for a pool worker, noise for a per-connection child.
-  spdlog::log(accept_ ? spdlog::level::info : spdlog::level::debug,
-              "worker exiting ({} connections open)", connections_.size());
+  spdlog::info("worker exiting ({} connections open)", connections_.size());
   return common::kExitOk;
 }
 
 bool EventLoop::finished() const {
   if (stopping_) return true;
-  if (accept_ && !shared_.draining) return false;
+  if (!shared_.draining) return false;
   return connections_.empty();
 }
 
@@ -144,8 +129,7 @@ void EventLoop::read_signals() {
 
 void EventLoop::start_drain() {
   if (shared_.draining) return;
-  spdlog::log(accept_ ? spdlog::level::info : spdlog::level::debug,
-              "SIGQUIT: draining {} connections", connections_.size());
+  spdlog::info("SIGQUIT: draining {} connections", connections_.size());
   shared_.draining = true;
   set_accepting(false);
   std::vector<Connection*> open;
@@ -162,7 +146,7 @@ void EventLoop::accept_from(ListenerEntry& listener) {
       return;
     }
     common::Accepted client;
-    switch (acceptor_->accept(listener.fd, shared_.now, client)) {
+    switch (acceptor_.accept(listener.fd, shared_.now, client)) {
       case common::AcceptResult::kAccepted:
         add_connection(std::move(client.fd), client.peer_address(), listener.proxy_protocol);
         break;
@@ -203,9 +187,9 @@ void EventLoop::set_accepting(bool on) {
 }
 
 void EventLoop::update_accepting() {
-  if (!accept_ || shared_.draining) return;
+  if (shared_.draining) return;
   if (connections_.size() >= config_.max_connections) return stop_accepting_at_capacity();
-  set_accepting(!acceptor_->paused(shared_.now));
+  set_accepting(!acceptor_.paused(shared_.now));
 }
 
 void EventLoop::add_connection(common::UniqueFd fd, const sockaddr* peer, bool proxy_protocol) {
@@ -306,8 +290,8 @@ int EventLoop::next_timeout() const {
   for (const TimerList* list : shared_.timer_lists()) {
     if (const auto next = list->next_deadline()) deadline = std::min(deadline, *next);
   }
-  if (acceptor_ && !shared_.draining && acceptor_->paused(now)) {
-    deadline = std::min(deadline, acceptor_->paused_until());
+  if (!shared_.draining && acceptor_.paused(now)) {
+    deadline = std::min(deadline, acceptor_.paused_until());
   }
   return static_cast<int>(std::max<common::Millis>(0, deadline - now));
 }

@@ -1,13 +1,13 @@
 // The worker's epoll loop (worker, after fork): signals via signalfd, the shared listening
 // sockets (EPOLLEXCLUSIVE accept), every connection, the timer lists and the scoreboard slot.
-// A prefork worker runs it over the listeners; a per-connection child over one adopted client.
+// A prefork worker runs it over the listeners (a per-connection child has its own lean loop:
+// worker/single_connection).
 #pragma once
 
 #include <sys/epoll.h>
 
 #include <array>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "common/acceptor.hpp"
@@ -22,18 +22,13 @@ namespace prefork::worker {
 
 class EventLoop {
  public:
-  // `accept`: serve ctx.listeners (prefork worker); otherwise only adopted connections.
-  // Throws common::SysError when epoll or the signalfd cannot be set up.
-  EventLoop(const common::ChildContext& ctx, bool accept);
+  // Serves ctx.listeners. Throws common::SysError when epoll or the signalfd cannot be set up.
+  explicit EventLoop(const common::ChildContext& ctx);
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
   ~EventLoop();
 
-  // Takes over an accepted client socket (made non-blocking here).
-  void adopt(common::UniqueFd client);
-
-  // Serves until SIGTERM/SIGINT, until drained after SIGQUIT, or (without listeners) until the
-  // last connection closed. Returns the exit code.
+  // Serves until SIGTERM/SIGINT, or until drained after SIGQUIT. Returns the exit code.
   int run();
 
  private:
@@ -65,14 +60,12 @@ class EventLoop {
   [[nodiscard]] bool finished() const;
 
   const common::Config& config_;
-  const bool client_proxy_protocol_;  // adopt(): the client came from a proxy_protocol listener
   common::ScoreboardSlot* const slot_;
-  const bool accept_;
   common::BlockedSignals blocked_;
   common::UniqueFd epoll_;
   common::UniqueFd signal_fd_;
   EpollSource signal_source_{EpollSource::Kind::kSignal};
-  std::optional<common::Acceptor> acceptor_;  // a worker that accepts (not a connection child)
+  common::Acceptor acceptor_;
   std::vector<std::unique_ptr<ListenerEntry>> listeners_;
   WorkerShared shared_;
   std::unique_ptr<AccessLog> access_log_;  // null: off

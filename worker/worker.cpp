@@ -24,7 +24,7 @@ int guarded(const char* what, Body&& body) {
 
 int run(const common::ChildContext& ctx) {
   return guarded("worker", [&] {
-    EventLoop loop(ctx, /*accept=*/true);
+    EventLoop loop(ctx);
     spdlog::debug("worker serving {} listener(s)", ctx.listeners.size());
     return loop.run();
   });
