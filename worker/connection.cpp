@@ -56,6 +56,14 @@ WorkerShared::WorkerShared(const common::ChildContext& ctx)
       body_min_rate(ctx.config.body_min_rate),
       served(served_counters(ctx)) {}
 
+std::optional<common::Millis> WorkerShared::next_deadline() const noexcept {
+  std::optional<common::Millis> first;
+  for (const TimerList* list : timer_lists()) {
+    if (const auto next = list->next_deadline()) first = first ? std::min(*first, *next) : *next;
+  }
+  return first;
+}
+
 Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
                        bool proxy_protocol)
     : EpollSource(Kind::kConnection),

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,8 @@ struct WorkerShared {
     return {&header_timers, &body_timers,  &keepalive_timers, &send_timers,
             &linger_timers, &drain_timers, &delay_timers};
   }
+  // The first deadline among the timer lists, if any timer is armed.
+  [[nodiscard]] std::optional<common::Millis> next_deadline() const noexcept;
   const common::Millis lingering_time;
   const std::uint64_t body_min_rate;
   // The worker's scoreboard slot's counters, or for a per-connection child the header's.

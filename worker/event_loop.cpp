@@ -32,22 +32,10 @@ EventLoop::EventLoop(const common::ChildContext& ctx)
       slot_(ctx.slot),
       blocked_(common::child_signals()),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-      shared_(ctx) {
+      shared_(ctx),
+      services_(ctx, shared_) {
   if (!epoll_) throw common::SysError("epoll_create1");
   shared_.batch.reserve(WorkerShared::kReadBufferSize);
-  if (config_.access_log != "off") {
-    access_log_ = std::make_unique<AccessLog>(config_.access_log,
-                                              AccessLog::parse_format(config_.access_log_format),
-                                              ctx.slot_index, ::getpid());
-    shared_.access_log = access_log_.get();
-    if (!config_.trusted_proxies.empty()) shared_.trusted_proxies = &config_.trusted_proxies;
-  }
-  if (!config_.healthz_path.empty() || !config_.status_path.empty() ||
-      !config_.metrics_path.empty()) {
-    observability_ = std::make_unique<Observability>(ctx, shared_.responses, shared_.draining,
-                                                     &shared_.proxy_protocol_errors);
-    shared_.observability = observability_.get();
-  }
   common::ignore_sigpipe();
   signal_fd_ = common::open_signalfd(common::child_signals());
   epoll_add(epoll_.get(), signal_fd_.get(), EPOLLIN, &signal_source_);
@@ -60,7 +48,6 @@ EventLoop::EventLoop(const common::ChildContext& ctx)
 
 EventLoop::~EventLoop() {
   for (auto& connection : connections_) connection->close();
-  if (access_log_) access_log_->flush();
 }
 
 int EventLoop::run() {
@@ -78,12 +65,12 @@ int EventLoop::run() {
     if (stopping_) break;
     run_ready_list();
     expire_timers();
-    if (access_log_) access_log_->tick(shared_.now);
+    services_.tick(shared_.now);
     update_accepting();
     closed_.clear();
     publish_state();
   }
-  if (access_log_) access_log_->flush();  // lose no line, however the loop ended
+  services_.flush();
   spdlog::info("worker exiting ({} connections open)", connections_.size());
   return common::kExitOk;
 }
@@ -108,23 +95,7 @@ void EventLoop::handle(const epoll_event& event) {
 }
 
 void EventLoop::read_signals() {
-  while (const auto signo = common::read_signal(signal_fd_.get())) {
-    switch (*signo) {
-      case common::kSignalDrain: start_drain(); break;
-      case common::kSignalStop:
-      case SIGINT:
-        spdlog::info("{}: stopping now", common::signal_name(*signo));
-        stopping_ = true;
-        break;
-      case common::kSignalReopen:
-        common::reopen_logging();
-        if (access_log_) access_log_->reopen();
-        spdlog::info("SIGUSR1: log files reopened");
-        break;
-      default:  // SIGHUP: reloading is the master's business
-        break;
-    }
-  }
+  if (services_.read_signals(signal_fd_.get(), [this] { start_drain(); })) stopping_ = true;
 }
 
 void EventLoop::start_drain() {
@@ -287,9 +258,7 @@ int EventLoop::next_timeout() const {
   if (!ready_.empty()) return 0;
   const common::Millis now = common::monotonic_ms();
   common::Millis deadline = now + kHeartbeatMs;
-  for (const TimerList* list : shared_.timer_lists()) {
-    if (const auto next = list->next_deadline()) deadline = std::min(deadline, *next);
-  }
+  if (const auto next = shared_.next_deadline()) deadline = std::min(deadline, *next);
   if (!shared_.draining && acceptor_.paused(now)) {
     deadline = std::min(deadline, acceptor_.paused_until());
   }

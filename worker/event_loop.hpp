@@ -14,9 +14,8 @@
 #include "common/child_context.hpp"
 #include "common/signals.hpp"
 #include "common/unique_fd.hpp"
-#include "worker/access_log.hpp"
+#include "worker/child_services.hpp"
 #include "worker/connection.hpp"
-#include "worker/observability.hpp"
 
 namespace prefork::worker {
 
@@ -68,8 +67,7 @@ class EventLoop {
   common::Acceptor acceptor_;
   std::vector<std::unique_ptr<ListenerEntry>> listeners_;
   WorkerShared shared_;
-  std::unique_ptr<AccessLog> access_log_;  // null: off
-  std::unique_ptr<Observability> observability_;
+  ChildServices services_;  // after shared_, which it wires up; before the connections using it
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closed_;  // freed at the end of the pass
   std::vector<Connection*> ready_;

@@ -13,9 +13,8 @@
 #include "common/log.hpp"
 #include "common/signals.hpp"
 #include "common/sys_error.hpp"
-#include "worker/access_log.hpp"
+#include "worker/child_services.hpp"
 #include "worker/connection.hpp"
-#include "worker/observability.hpp"
 
 namespace prefork::worker {
 namespace {
@@ -42,21 +41,8 @@ class SingleConnection {
       : slot_(ctx.slot),
         blocked_(common::child_signals()),
         signal_fd_(common::open_signalfd(common::child_signals())),
-        shared_(ctx) {
-    const common::Config& config = ctx.config;
-    if (config.access_log != "off") {
-      access_log_ = std::make_unique<AccessLog>(config.access_log,
-                                                AccessLog::parse_format(config.access_log_format),
-                                                ctx.slot_index, ::getpid());
-      shared_.access_log = access_log_.get();
-      if (!config.trusted_proxies.empty()) shared_.trusted_proxies = &config.trusted_proxies;
-    }
-    if (!config.healthz_path.empty() || !config.status_path.empty() ||
-        !config.metrics_path.empty()) {
-      observability_.emplace(ctx, shared_.responses, shared_.draining,
-                             &shared_.proxy_protocol_errors);
-      shared_.observability = &*observability_;
-    }
+        shared_(ctx),
+        services_(ctx, shared_) {
     common::ignore_sigpipe();
     // The master accepts with SOCK_NONBLOCK: usually there is nothing to change.
     const int flags = ::fcntl(client.get(), F_GETFL);
@@ -71,10 +57,7 @@ class SingleConnection {
   }
   SingleConnection(const SingleConnection&) = delete;
   SingleConnection& operator=(const SingleConnection&) = delete;
-  ~SingleConnection() {
-    connection_->close();
-    if (access_log_) access_log_->flush();
-  }
+  ~SingleConnection() { connection_->close(); }
 
   int run() {
     publish_state();
@@ -100,11 +83,11 @@ class SingleConnection {
       }
       if (open_ && connection_->wants_resume()) open_ = connection_->resume();
       expire_timers();
-      if (access_log_) access_log_->tick(shared_.now);
+      services_.tick(shared_.now);
       publish_state();
     }
-    connection_->close();                   // the client sees the end before we tidy up
-    if (access_log_) access_log_->flush();  // lose no line, however the loop ended
+    connection_->close();  // the client sees the end before we tidy up
+    services_.flush();
     spdlog::debug("connection child exiting ({})", open_ ? "stopped" : "done");
     return common::kExitOk;
   }
@@ -122,38 +105,21 @@ class SingleConnection {
     const common::Millis now = common::monotonic_ms();
     std::optional<common::Millis> deadline;
     if (slot_ != nullptr) deadline = now + kHeartbeatMs;
-    for (const TimerList* list : shared_.timer_lists()) {
-      if (const auto next = list->next_deadline()) {
-        deadline = deadline ? std::min(*deadline, *next) : *next;
-      }
+    if (const auto next = shared_.next_deadline()) {
+      deadline = deadline ? std::min(*deadline, *next) : *next;
     }
     if (!deadline) return -1;  // every state of a connection has a timer: only signals remain
     return static_cast<int>(std::max<common::Millis>(0, *deadline - now));
   }
 
   void read_signals() {
-    while (const auto signo = common::read_signal(signal_fd_.get())) {
-      switch (*signo) {
-        case common::kSignalDrain:
-          if (shared_.draining) break;
-          spdlog::debug("SIGQUIT: draining the connection");
-          shared_.draining = true;
-          if (open_) open_ = connection_->on_drain();
-          break;
-        case common::kSignalStop:
-        case SIGINT:
-          spdlog::info("{}: stopping now", common::signal_name(*signo));
-          stopping_ = true;
-          break;
-        case common::kSignalReopen:
-          common::reopen_logging();
-          if (access_log_) access_log_->reopen();
-          spdlog::info("SIGUSR1: log files reopened");
-          break;
-        default:  // SIGHUP: reloading is the master's business
-          break;
-      }
-    }
+    const bool stop = services_.read_signals(signal_fd_.get(), [this] {
+      if (shared_.draining) return;
+      spdlog::debug("SIGQUIT: draining the connection");
+      shared_.draining = true;
+      if (open_) open_ = connection_->on_drain();
+    });
+    if (stop) stopping_ = true;
   }
 
   void expire_timers() {
@@ -180,8 +146,7 @@ class SingleConnection {
   common::BlockedSignals blocked_;
   common::UniqueFd signal_fd_;
   WorkerShared shared_;
-  std::unique_ptr<AccessLog> access_log_;  // null: off
-  std::optional<Observability> observability_;
+  ChildServices services_;  // after shared_, which it wires up; before the connection using it
   std::optional<Connection> connection_;
   bool open_ = true;
   bool stopping_ = false;
