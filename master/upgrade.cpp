@@ -190,6 +190,7 @@ void Upgrader::begin(const std::vector<common::Listener>& listeners, Millis dead
   systemd_notify(reloading_message() + "\nSTATUS=upgrading");
   try {
     child_.emplace(executable_, listeners, deadline);
+    stage_ = Stage::kStarting;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = child_->report_fd();
@@ -213,8 +214,8 @@ void Upgrader::begin(const std::vector<common::Listener>& listeners, Millis dead
 // means it failed: it is killed, and its launcher's exit (reaped as our child) ends the attempt.
 // Once it serves, its launcher is killed, and the hand-over waits until that one is reaped.
 bool Upgrader::follow(Millis now) {
-  if (!child_ || handed_over_) return false;
-  if (!released_ && child_->report_fd_open()) {
+  if (!child_ || stage_ == Stage::kHandedOver) return false;
+  if (stage_ == Stage::kStarting && child_->report_fd_open()) {
     const auto report = child_->read_report();
     if (report == true) {
       release();
@@ -224,18 +225,18 @@ bool Upgrader::follow(Millis now) {
       child_->shorten_deadline(now + kExitReportGrace);
     }
   }
-  if (!released_ && !abandoned_ && now >= child_->deadline()) {
+  if (stage_ == Stage::kStarting && now >= child_->deadline()) {
     abandon(child_->report_fd_open() ? "it did not report serving within upgrade_timeout (" +
                                            std::to_string(timeout_) + " ms)"
                                      : "it closed its report pipe before serving");
   }
-  if (!released_ || !launcher_reaped_) return false;
+  if (stage_ != Stage::kLauncherReaped) return false;
   hand_over();
   return true;
 }
 
 void Upgrader::release() {
-  released_ = true;
+  stage_ = Stage::kReleased;
   child_->close_report();
   send_signal(child_->launcher(), SIGKILL);  // the new master no longer dies with it
 }
@@ -250,14 +251,14 @@ void Upgrader::hand_over() {
   const std::string main_pid = pid > 0 ? "MAINPID=" + std::to_string(pid) + "\n" : "";
   systemd_notify(main_pid + "READY=1\nSTATUS=upgraded; new master pid " + std::to_string(pid) +
                  " serving");
-  handed_over_ = true;
+  stage_ = Stage::kHandedOver;
   replies_.answer(ControlOutcome::kApplied);
   child_.reset();
 }
 
 void Upgrader::abandon(const std::string& why) {
-  if (!child_ || handed_over_ || abandoned_) return;
-  abandoned_ = true;
+  if (!child_ || stage_ == Stage::kHandedOver || stage_ == Stage::kAbandoned) return;
+  stage_ = Stage::kAbandoned;
   spdlog::error("upgrade: new master pid {} failed: {}; killing it, still serving",
                 child_->new_master(), why);
   if (child_->report_fd_open() && child_->read_report() == true) {
@@ -270,11 +271,11 @@ void Upgrader::abandon(const std::string& why) {
 bool Upgrader::on_child_exit(pid_t pid, int status) {
   if (!child_ || pid != child_->launcher()) return false;
   // What the new master said before its launcher went, whoever ended the launcher.
-  if (!released_ && !abandoned_ && child_->report_fd_open() && child_->read_report() == true) {
+  if (stage_ == Stage::kStarting && child_->report_fd_open() && child_->read_report() == true) {
     release();
   }
-  if (released_ && !abandoned_) {
-    launcher_reaped_ = true;  // follow() hands over
+  if (stage_ == Stage::kReleased) {
+    stage_ = Stage::kLauncherReaped;  // follow() hands over
     return true;
   }
   const std::string how = common::describe_wait_status(status);
@@ -283,7 +284,7 @@ bool Upgrader::on_child_exit(pid_t pid, int status) {
   systemd_notify("READY=1\nSTATUS=upgrade failed; still serving");
   replies_.answer(ControlOutcome::kRejected);
   child_.reset();
-  released_ = abandoned_ = launcher_reaped_ = false;
+  stage_ = Stage::kIdle;
   return true;
 }
 

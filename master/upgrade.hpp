@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,7 +80,7 @@ class Upgrader {
   [[nodiscard]] ControlReplies& replies() { return replies_; }
   [[nodiscard]] bool is_report(int fd) const { return child_ && fd == child_->report_fd(); }
   // A new master serves: this one only drains now, and systemd hears from it no more.
-  [[nodiscard]] bool handed_over() const { return handed_over_; }
+  [[nodiscard]] bool handed_over() const { return stage_ == Stage::kHandedOver; }
 
   // SIGUSR2: starts the new master, which has until `deadline` to report serving.
   void begin(const std::vector<common::Listener>& listeners, Millis deadline, Millis timeout);
@@ -98,18 +99,25 @@ class Upgrader {
   [[nodiscard]] bool tell_old_master_we_serve();
 
  private:
+  // Where the attempt under way stands; every transition is in upgrade.cpp.
+  enum class Stage : std::uint8_t {
+    kIdle,            // none under way (or the last one failed): this master goes on
+    kStarting,        // the new master starts; its report is awaited until the deadline
+    kReleased,        // it serves; its launcher was killed and its exit is awaited
+    kLauncherReaped,  // ... and came: follow() hands over
+    kAbandoned,       // it failed and was killed; its launcher's exit ends the attempt
+    kHandedOver,      // the new master is the master: this one only drains
+  };
+
   void release();
   void hand_over();
 
   Executable executable_;
   int epoll_fd_;
   std::optional<UpgradeInProgress> child_;
-  Millis timeout_ = 0;            // of the attempt under way, for its log line
-  ControlReplies replies_;        // answered when the new master serves, or failed
-  bool released_ = false;         // the new master serves; its launcher was killed
-  bool launcher_reaped_ = false;  // … and is gone: the hand-over can happen
-  bool abandoned_ = false;
-  bool handed_over_ = false;
+  Millis timeout_ = 0;      // of the attempt under way, for its log line
+  ControlReplies replies_;  // answered when the new master serves, or failed
+  Stage stage_ = Stage::kIdle;
   common::UniqueFd old_master_ = take_upgrade_report_fd();
 };
 
