@@ -52,15 +52,12 @@ std::string host_name() {
   return host;
 }
 
-std::vector<std::string> server_args(bool prefork, std::vector<std::string> extra) {
-  std::vector<std::string> args = prefork ? std::vector<std::string>{"--workers", "1"}
-                                          : std::vector<std::string>{"--mode", "per-connection"};
+// One worker in prefork mode, so that every request meets the same process.
+std::vector<std::string> server_args(Model model, std::vector<std::string> extra) {
+  std::vector<std::string> args = model_args(model);
+  if (model == Model::kPrefork) args.insert(args.end(), {"--workers", "1"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-std::string mode_name(const ::testing::TestParamInfo<bool>& param) {
-  return param.param ? "Prefork" : "PerConnection";
 }
 
 // ---- response settings -------------------------------------------------------------------------
@@ -113,11 +110,11 @@ TEST(BackendSettings, OutOfRangeValuesAreConfigurationErrors) {
 
 // ---- identity ----------------------------------------------------------------------------------
 
-class Identity : public ::testing::TestWithParam<bool> {};  // true: prefork
+class Identity : public ::testing::TestWithParam<Model> {};
 
 TEST_P(Identity, NamesHostMasterSlotPidAndGenerationWhichAReloadAdvances) {
-  const bool prefork = GetParam();
-  ServerProcess server({.args = server_args(prefork, {"--set", "identity_header=X-Served-By"})});
+  const bool prefork = GetParam() == Model::kPrefork;
+  ServerProcess server({.args = server_args(GetParam(), {"--set", "identity_header=X-Served-By"})});
   Client c(server.port());
   c.send(get_request());
   const Response first = c.read_response();
@@ -161,7 +158,7 @@ TEST(IdentityOff, NoHeaderByDefault) {
   EXPECT_EQ(r.headers.size(), 4U) << r.head;  // Date, Server, Content-Type, Content-Length
 }
 
-INSTANTIATE_TEST_SUITE_P(BothModes, Identity, ::testing::Values(true, false), mode_name);
+INSTANTIATE_TEST_SUITE_P(BothModes, Identity, kBothModels, model_param_name);
 
 // ---- switches ----------------------------------------------------------------------------------
 
@@ -362,7 +359,7 @@ TEST(SwitchesOff, TheQueryIsIgnoredAndOtherMethodsAreRefused) {
 // ---- the seed's experiment and draining
 // ----------------------------------------------------------
 
-class Experiment : public ::testing::TestWithParam<bool> {};  // true: prefork, one worker
+class Experiment : public ::testing::TestWithParam<Model> {};
 
 TEST_P(Experiment, TwoClientsAskingForDelay2AreAnsweredTogether) {
   ServerProcess server({.args = server_args(GetParam(), kSwitchesOn)});
@@ -411,8 +408,8 @@ TEST_P(Experiment, AReloadLetsADelayedRequestFinish) {
   ASSERT_TRUE(c.wait_server_read());
   const auto mark = server.log_mark();
   server.signal(SIGHUP);
-  ASSERT_TRUE(
-      server.wait_for_log(GetParam() ? "starting generation" : "configuration reloaded", mark));
+  ASSERT_TRUE(server.wait_for_log(
+      GetParam() == Model::kPrefork ? "starting generation" : "configuration reloaded", mark));
   const Response r = c.read_response(false, 10s);
   EXPECT_EQ(r.status, 202);
   EXPECT_GE(Clock::now() - start, 1500ms);
@@ -422,7 +419,7 @@ TEST_P(Experiment, AReloadLetsADelayedRequestFinish) {
   EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
 
-INSTANTIATE_TEST_SUITE_P(BothModes, Experiment, ::testing::Values(true, false), mode_name);
+INSTANTIATE_TEST_SUITE_P(BothModes, Experiment, kBothModels, model_param_name);
 
 // CPU ticks of the children `pid` has reaped (cutime + cstime).
 long reaped_children_ticks(pid_t pid) {
@@ -437,7 +434,7 @@ long reaped_children_ticks(pid_t pid) {
 // connection waits for: a client that resets during a ?delay must not turn the child's wait into
 // a busy loop. It sleeps until the delay is over, finds the connection gone and exits.
 TEST(PerConnectionChild, AClientResetDuringADelayLeavesTheChildAsleep) {
-  ServerProcess server({.args = server_args(false, kSwitchesOn)});
+  ServerProcess server({.args = server_args(Model::kPerConnection, kSwitchesOn)});
   {
     Client c(server.port());
     c.send(get_request("/?delay=2"));
