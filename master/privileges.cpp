@@ -100,6 +100,132 @@ LogProbe plan_probe(const std::string& path, bool creates_directories, bool mast
   return probe;
 }
 
+// What the name service answered for `user` and `group`.
+struct Resolved {
+  enum Failed : int { kNone, kUser, kGroup };
+  int failed_key = kNone;
+  int err = 0;  // of the failed lookup, 0 for "no such entry"
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // what initgroups(user, gid) would set, so children need no NSS
+};
+
+Resolved resolve_here(const common::Config& config) {
+  Resolved r;
+  passwd pw{};
+  std::vector<char> pw_buffer;
+  if (!lookup([&](passwd* e, char* b, std::size_t n,
+                  passwd** out) { return ::getpwnam_r(config.user.c_str(), e, b, n, out); },
+              pw, pw_buffer, r.err)) {
+    r.failed_key = Resolved::kUser;
+    return r;
+  }
+  r.uid = pw.pw_uid;
+  r.gid = pw.pw_gid;
+  if (!config.group.empty()) {
+    group gr{};
+    std::vector<char> gr_buffer;
+    if (!lookup([&](group* e, char* b, std::size_t n,
+                    group** out) { return ::getgrnam_r(config.group.c_str(), e, b, n, out); },
+                gr, gr_buffer, r.err)) {
+      r.failed_key = Resolved::kGroup;
+      return r;
+    }
+    r.gid = gr.gr_gid;
+  }
+  if (r.uid == 0) return r;  // root drops nothing: no groups to compute
+  int count = 32;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    r.groups.resize(static_cast<std::size_t>(count));
+    const int want = count;
+    if (::getgrouplist(pw.pw_name, r.gid, r.groups.data(), &count) >= 0) {
+      r.groups.resize(static_cast<std::size_t>(count));
+      break;
+    }
+    if (count <= want) count = want * 2;
+  }
+  return r;
+}
+
+// The fixed part of a Resolved on the helper's pipe; the groups follow.
+struct ResolvedHeader {
+  int failed_key;
+  int err;
+  uid_t uid;
+  gid_t gid;
+  std::size_t group_count;
+};
+
+bool write_all(int fd, const void* data, std::size_t size) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string read_to_end(int fd) {
+  std::string out;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw common::SysError("read (user lookup)");
+    if (n == 0) return out;
+    out.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
+// The lookups run in a short-lived child, as systemd does for its services: the name service
+// modules they load (libnss_systemd, and libcap with it, for instance) then never enter the
+// master, so no worker or per-connection child copies, and unmaps again at exit, their mappings,
+// and the master keeps no state or socket of theirs across reloads.
+Resolved resolve_in_helper(const common::Config& config) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) throw common::SysError("pipe2 (user lookup)");
+  common::UniqueFd reader(ends[0]);
+  common::UniqueFd writer(ends[1]);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw common::SysError("fork (user lookup)");
+  if (pid == 0) {
+    reader.reset();
+    int code = 1;
+    try {
+      const Resolved r = resolve_here(config);
+      const ResolvedHeader header{r.failed_key, r.err, r.uid, r.gid, r.groups.size()};
+      if (write_all(writer.get(), &header, sizeof header) &&
+          write_all(writer.get(), r.groups.data(), r.groups.size() * sizeof(gid_t))) {
+        code = 0;
+      }
+    } catch (...) {  // reported through the exit code; the helper must only _exit
+    }
+    ::_exit(code);
+  }
+  writer.reset();
+  const std::string answer = read_to_end(reader.get());
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw common::SysError("waitpid (user lookup)");
+  }
+  ResolvedHeader header{};
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || answer.size() < sizeof header) {
+    throw common::SysError("user lookup: the helper process failed", EIO);
+  }
+  std::memcpy(&header, answer.data(), sizeof header);
+  if (answer.size() != sizeof header + header.group_count * sizeof(gid_t)) {
+    throw common::SysError("user lookup: truncated answer", EIO);
+  }
+  Resolved r{header.failed_key, header.err, header.uid, header.gid,
+             std::vector<gid_t>(header.group_count)};
+  if (!r.groups.empty()) {
+    std::memcpy(r.groups.data(), answer.data() + sizeof header, r.groups.size() * sizeof(gid_t));
+  }
+  return r;
+}
 }  // namespace
 
 void check_log_files_for_children(const common::Config& config, const ChildCredentials& c) {
@@ -138,42 +264,16 @@ ChildCredentials resolve_child_credentials(const common::Config& config, bool as
   if (config.user.empty()) {
     throw common::ConfigError(config.source + ": key 'user': expected a user name");
   }
-
-  passwd pw{};
-  std::vector<char> pw_buffer;
-  int err = 0;
-  if (!lookup([&](passwd* e, char* b, std::size_t n,
-                  passwd** r) { return ::getpwnam_r(config.user.c_str(), e, b, n, r); },
-              pw, pw_buffer, err)) {
-    unknown(config, "user", config.user, "user", err);
-  }
-  c.uid = pw.pw_uid;
-  c.gid = pw.pw_gid;
-  if (!config.group.empty()) {
-    group gr{};
-    std::vector<char> gr_buffer;
-    if (!lookup([&](group* e, char* b, std::size_t n,
-                    group** r) { return ::getgrnam_r(config.group.c_str(), e, b, n, r); },
-                gr, gr_buffer, err)) {
-      unknown(config, "group", config.group, "group", err);
-    }
-    c.gid = gr.gr_gid;
-  }
+  const Resolved r = resolve_in_helper(config);
+  if (r.failed_key == Resolved::kUser) unknown(config, "user", config.user, "user", r.err);
+  if (r.failed_key == Resolved::kGroup) unknown(config, "group", config.group, "group", r.err);
+  c.uid = r.uid;
+  c.gid = r.gid;
   if (c.uid == 0) {  // "root", or another name for uid 0: the explicit opt-in
     c.root_opt_in = true;
     return c;
   }
-  // What initgroups(user, gid) would set, resolved here so the child needs no NSS lookup.
-  int count = 32;
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    c.groups.resize(static_cast<std::size_t>(count));
-    const int want = count;
-    if (::getgrouplist(pw.pw_name, c.gid, c.groups.data(), &count) >= 0) {
-      c.groups.resize(static_cast<std::size_t>(count));
-      break;
-    }
-    if (count <= want) count = want * 2;
-  }
+  c.groups = r.groups;
   c.drop = true;
   return c;
 }
@@ -196,13 +296,12 @@ void prepare_log_files_for_children(const common::Config& config, const ChildCre
   if (!c.drop) return;
   for (const std::string* path : {&config.error_log, &config.access_log}) {
     if (path->empty() || path->front() != '/') continue;  // "stderr", "off"
-    const int fd = ::open(path->c_str(),
-                          O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0640);
-    if (fd < 0 || ::fchown(fd, c.uid, c.gid) != 0) {
+    const common::UniqueFd file(::open(
+        path->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0640));
+    if (!file || ::fchown(file.get(), c.uid, c.gid) != 0) {
       spdlog::warn("cannot hand log file {} to user {}: {}; children may fail to reopen it", *path,
                    c.user, common::errno_text(errno));
     }
-    if (fd >= 0) ::close(fd);
   }
 }
 

@@ -24,7 +24,8 @@ struct ChildCredentials {
   std::vector<gid_t> groups;  // supplementary groups, as initgroups() would set them
 };
 
-// Resolves `user` and `group` (getpwnam_r, getgrnam_r, getgrouplist) when `as_root`; otherwise
+// Resolves `user` and `group` (getpwnam_r, getgrnam_r, getgrouplist, in a short-lived helper
+// process so no name service module is ever loaded into the master) when `as_root`; otherwise
 // nothing is resolved and nothing will change. An unknown user or group throws
 // common::ConfigError naming the key. A user whose uid is 0 counts as the "root" opt-in.
 ChildCredentials resolve_child_credentials(const common::Config& config, bool as_root);

@@ -3,6 +3,7 @@
 // privilege drop and RLIMIT_NOFILE sizing seen from /proc. Every test checks that the server
 // keeps serving and logs no unexpected error.
 #include <gmock/gmock.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -698,6 +699,26 @@ TEST_F(HardeningPrivileges, UnknownUserOrGroupExitsTwoNamingTheKey) {
     ASSERT_TRUE(status);
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << server.log();
     EXPECT_THAT(server.log(), HasSubstr("key '" + key + "': no such " + key + " \"" + value));
+  }
+}
+
+// The user lookups run in a short-lived helper: the name service modules they load (e.g.
+// libnss_systemd and its libcap) never enter the master, so no child copies their mappings.
+TEST_F(HardeningPrivileges, TheMasterLoadsNoNameServiceModule) {
+  // The same lookups in this process: whatever modules they load here, they load anywhere.
+  std::vector<gid_t> groups(64);
+  int count = static_cast<int>(groups.size());
+  ::getgrouplist("nobody", gid_, groups.data(), &count);
+  if (read_file("/proc/self/maps").find("libnss_") == std::string::npos) {
+    GTEST_SKIP() << "this system's user lookups load no name service module";
+  }
+  for (const Model model : {Model::kPrefork, Model::kPerConnection}) {
+    ServerProcess server(in_model(model, {.args = {"--set", "user=\"nobody\""}}));
+    expect_runs_in(server, model);
+    const std::string maps = read_file("/proc/" + std::to_string(server.pid()) + "/maps");
+    EXPECT_EQ(maps.find("libnss_"), std::string::npos) << model_name(model) << ":\n" << maps;
+    EXPECT_THAT(server.log(), HasSubstr("children run as user nobody"));
+    EXPECT_EQ(fetch(server.port(), get_request()).body, "Hello, World!");
   }
 }
 
