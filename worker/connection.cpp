@@ -287,10 +287,10 @@ void Connection::count_responses(std::uint64_t count) {
   request_started_us_ = now;
 }
 
-ssize_t Connection::send_some(const char* data, std::size_t length) {
+ssize_t Connection::send_some(const char* data, std::size_t length, int flags) {
   std::size_t done = 0;
   while (done < length) {
-    const ssize_t n = ::send(fd_.get(), data + done, length - done, MSG_NOSIGNAL);
+    const ssize_t n = ::send(fd_.get(), data + done, length - done, MSG_NOSIGNAL | flags);
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -319,7 +319,12 @@ bool Connection::flush() {
     length = out_.size() - sent_;
   }
   if (length == 0) return true;
-  const ssize_t n = send_some(data, length);
+  // The connection's last output (the parser is closing) is held back as MSG_MORE: the close()
+  // or shutdown() that follows at once tacks its FIN onto that segment, so the client receives
+  // the response and the end in one segment and one wake-up, instead of the FIN chasing the
+  // data into a client that is already reading it (one packet and one ACK fewer per connection;
+  // the cost of a connection per request).
+  const ssize_t n = send_some(data, length, parser_.closing() ? MSG_MORE : 0);
   if (n < 0) return false;
   const auto sent = static_cast<std::size_t>(n);
   if (direct) {

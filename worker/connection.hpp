@@ -142,7 +142,7 @@ class Connection final : public EpollSource, private RequestHandler {
   bool read_batch();
   bool flush();
   // Sends what the socket takes of [data, data + length); -1 when the peer is gone.
-  ssize_t send_some(const char* data, std::size_t length);
+  ssize_t send_some(const char* data, std::size_t length, int flags);
   EndpointReply respond(const EndpointRequest& request, std::string& out) override;
   EndpointReply respond_backend(const BackendRequest& request, const Responses& responses,
                                 std::string& out) override;

@@ -1,6 +1,9 @@
 // The HTTP contract (design §4) against the real binary over loopback.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "tests/support/server_process.hpp"
 #include "tests/support/shared_server_suite.hpp"
@@ -69,6 +72,30 @@ TEST_P(Http, ConnectionCloseIsHonored) {
   EXPECT_EQ(r.header("connection"), "close");
   EXPECT_EQ(r.body, "Hello, World!");
   EXPECT_TRUE(c.wait_closed());
+}
+
+// Segments this client received that carried no data (the handshake's, bare ACKs, a bare FIN).
+unsigned segments_without_data(const Client& c) {
+  tcp_info info{};
+  socklen_t length = sizeof info;
+  EXPECT_EQ(::getsockopt(c.fd(), IPPROTO_TCP, TCP_INFO, &info, &length), 0);
+  return info.tcpi_segs_in - info.tcpi_data_segs_in;
+}
+
+// The end of a connection travels with its last response, as one segment: one wake-up of the
+// client and one packet fewer per connection, which is what a connection per request costs.
+TEST_P(Http, TheLastResponseCarriesTheEndOfTheConnection) {
+  Client keeps(port());  // how many data-less segments a client gets up to its response
+  keeps.send(get_request());
+  ASSERT_EQ(keeps.read_response().body, "Hello, World!");
+  const unsigned before_the_response = segments_without_data(keeps);
+
+  Client closes(port());
+  closes.send(get_request("/", "Connection: close\r\n"));
+  ASSERT_EQ(closes.read_response().body, "Hello, World!");
+  ASSERT_TRUE(closes.wait_closed());
+  EXPECT_EQ(segments_without_data(closes), before_the_response)
+      << "the FIN came in a segment of its own";
 }
 
 TEST_P(Http, HundredPipelinedRequestsInOneWriteAreAnsweredInOrder) {
