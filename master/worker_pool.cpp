@@ -110,7 +110,7 @@ void WorkerPool::spawn_worker(std::size_t slot) {
 }
 
 void WorkerPool::kill_hung_workers(Millis now) {
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
+  for (std::size_t i = 0; i < table_.slot_count(); ++i) {
     const Slot& s = table_.slot(i);
     if (!s.alive()) continue;
     const common::ScoreboardSlot& board = context_.scoreboard.slot(i);
@@ -147,7 +147,7 @@ void WorkerPool::kill_hung_workers(Millis now) {
 void WorkerPool::recycle_workers(Millis now) {
   if (context_.config.max_requests == 0) return;
   // One at a time: a recycling worker keeps serving until its replacement is up.
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
+  for (std::size_t i = 0; i < table_.slot_count(); ++i) {
     if (table_.slot(i).recycling) {
       const auto replacement_ready = generation_serving();
       if (!replacement_ready) return;
@@ -157,7 +157,7 @@ void WorkerPool::recycle_workers(Millis now) {
       return;
     }
   }
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
+  for (std::size_t i = 0; i < table_.slot_count(); ++i) {
     const Slot& s = table_.slot(i);
     if (s.state != SlotState::kRunning || s.generation != table_.generation()) continue;
     if (context_.scoreboard.slot(i).served.requests.load(std::memory_order_relaxed) <
@@ -174,7 +174,7 @@ void WorkerPool::recycle_workers(Millis now) {
 
 bool WorkerPool::generation_serving() const {
   unsigned running = 0;
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
+  for (std::size_t i = 0; i < table_.slot_count(); ++i) {
     const Slot& s = table_.slot(i);
     if (s.generation != table_.generation()) continue;
     if (s.state == SlotState::kWaiting) return false;
@@ -234,7 +234,7 @@ void WorkerPool::signal_all(int signo) const {
 }
 
 Millis WorkerPool::next_wakeup(Millis next, Millis now) const {
-  for (std::size_t i = 0; i < table_.capacity(); ++i) {
+  for (std::size_t i = 0; i < table_.slot_count(); ++i) {
     const Slot& s = table_.slot(i);
     if (s.state == SlotState::kWaiting) next = std::min(next, s.respawn_at);
   }

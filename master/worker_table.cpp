@@ -24,25 +24,24 @@ Millis RespawnPolicy::delay_for(unsigned quick_deaths) const {
 }
 
 WorkerTable::WorkerTable(std::size_t capacity, RespawnPolicy policy)
-    : slots_(capacity), policy_(policy) {}
+    : capacity_(capacity), policy_(policy) {}
 
 unsigned WorkerTable::begin_generation() {
   return ++generation_;
 }
 
 std::optional<std::size_t> WorkerTable::claim_free(Millis now) {
-  for (std::size_t i = 0; i < slots_.size(); ++i) {
-    Slot& s = slots_[i];
-    if (s.state != SlotState::kFree) continue;
-    const unsigned restarts = s.restarts;  // a slot's history outlives one worker
-    s = Slot{};
-    s.restarts = restarts;
-    s.state = SlotState::kWaiting;
-    s.generation = generation_;
-    s.respawn_at = now;
-    return i;
-  }
-  return std::nullopt;
+  const auto free = std::find_if(slots_.begin(), slots_.end(),
+                                 [](const Slot& s) { return s.state == SlotState::kFree; });
+  if (free == slots_.end() && slots_.size() == capacity_) return std::nullopt;
+  Slot& s = free != slots_.end() ? *free : slots_.emplace_back();
+  const unsigned restarts = s.restarts;  // a slot's history outlives one worker
+  s = Slot{};
+  s.restarts = restarts;
+  s.state = SlotState::kWaiting;
+  s.generation = generation_;
+  s.respawn_at = now;
+  return static_cast<std::size_t>(&s - slots_.data());
 }
 
 unsigned WorkerTable::add_workers(unsigned count, Millis now) {

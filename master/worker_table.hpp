@@ -68,7 +68,9 @@ class WorkerTable {
   WorkerTable(std::size_t capacity, RespawnPolicy policy);
 
   [[nodiscard]] unsigned generation() const { return generation_; }
-  [[nodiscard]] std::size_t capacity() const { return slots_.size(); }
+  // Slots in use so far: the table grows up to its capacity as workers are added, so a master
+  // (per-connection mode's above all) carries, and copies at every fork, only what it uses.
+  [[nodiscard]] std::size_t slot_count() const { return slots_.size(); }
   [[nodiscard]] const Slot& slot(std::size_t index) const { return slots_[index]; }
 
   // Starts a new generation; workers added from now on belong to it.
@@ -117,6 +119,7 @@ class WorkerTable {
   std::optional<std::size_t> claim_free(Millis now);
 
   std::vector<Slot> slots_;
+  std::size_t capacity_;
   RespawnPolicy policy_;
   unsigned generation_ = 1;
 };

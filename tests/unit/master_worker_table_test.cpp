@@ -47,6 +47,17 @@ TEST(WorkerTable, StopsAddingWhenFull) {
   EXPECT_EQ(table.add_workers(5, 0), 2U);
 }
 
+TEST(WorkerTable, GrowsAsWorkersAreAddedAndReusesAFreedSlotFirst) {
+  WorkerTable table(2048, test_policy());  // the master's capacity: only used slots exist
+  EXPECT_EQ(table.slot_count(), 0U);
+  EXPECT_EQ(table.add_workers(2, 0), 2U);
+  EXPECT_EQ(table.slot_count(), 2U);
+  ASSERT_EQ(table.retire_one(0), pid_t{0});  // a worker not started yet: its slot is freed
+  EXPECT_EQ(table.add_workers(1, 0), 1U);
+  EXPECT_EQ(table.slot_count(), 2U);
+  EXPECT_EQ(table.due_spawns(0), (std::vector<std::size_t>{0, 1}));
+}
+
 TEST(WorkerTable, RespawnsALongLivedWorkerAtOnceInTheSameSlot) {
   WorkerTable table(4, test_policy());
   table.add_workers(2, 0);
