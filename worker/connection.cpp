@@ -30,6 +30,13 @@ common::ServedCounters* served_counters(const common::ChildContext& ctx) {
   return ctx.scoreboard != nullptr ? &ctx.scoreboard->header().retired : nullptr;
 }
 
+// Who answers, when something shows it (identity_header, ?echo): it costs a gethostname() and
+// a few allocations, per connection in per-connection mode.
+std::string shown_identity(const common::ChildContext& ctx) {
+  if (ctx.config.identity_header.empty() && !ctx.config.switches) return {};
+  return identity_of(ctx);
+}
+
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
 constexpr int kBatchesPerPass = 4;   // then other connections get their turn
 constexpr int kMaxLingerReads = 64;  // per pass: then other connections get their turn
@@ -45,7 +52,7 @@ WorkerShared::WorkerShared(const common::ChildContext& ctx)
       limits(Limits::from(ctx.config)),
       router(limits),
       responses(static_cast<std::time_t>(common::wall_ms() / 1000),
-                ResponseSettings::from(ctx.config, identity_of(ctx))),
+                ResponseSettings::from(ctx.config, shown_identity(ctx))),
       header_timers(ctx.config.header_timeout),
       body_timers(ctx.config.body_timeout),
       keepalive_timers(ctx.config.keepalive_timeout),

@@ -171,34 +171,34 @@ Responses::Responses(std::time_t now, ResponseSettings settings) : settings_(std
   if (!settings_.identity_name.empty()) {
     identity_line_ = settings_.identity_name + ": " + settings_.identity_value + "\r\n";
   }
-  const int hello_status = settings_.status;
-  const std::string hello_line = status_line(hello_status);
-  const std::string hello_headers =
-      content_headers(hello_status, settings_.content_type, settings_.body);
-  const std::string_view hello_body =
-      status_has_body(hello_status) ? std::string_view(settings_.body) : std::string_view();
-  for (std::size_t i = 0; i < kModes; ++i) {
-    const auto mode = static_cast<ConnectionHeader>(i);
-    get_[i] = build(hello_line, hello_headers, hello_body, mode, false);
-    head_[i] = build(hello_line, hello_headers, hello_body, mode, true);
-    // RFC 9110 §8.6: no Content-Length in a 204.
-    options_[i] = build("HTTP/1.1 204 No Content\r\n", kAllowOptions, {}, mode, false);
-    const ErrorText& text = kErrors[static_cast<std::size_t>(ErrorStatus::k405)];
-    not_allowed_[i] = build(text.status_line,
-                            std::string(kAllow) + std::string(kTextPlain) +
-                                "Content-Length: " + std::to_string(text.body.size()) + "\r\n",
-                            text.body, mode, false);
-  }
-  for (std::size_t i = 0; i < kErrorStatusCount; ++i) {
-    const ErrorText& text = kErrors[i];
-    std::string headers = text.code == 405 ? std::string(kAllow) : std::string();
-    headers +=
-        std::string(kTextPlain) + "Content-Length: " + std::to_string(text.body.size()) + "\r\n";
-    errors_[i] = build(text.status_line, headers, text.body, ConnectionHeader::kClose, false);
-    head_errors_[i] = build(text.status_line, headers, text.body, ConnectionHeader::kClose, true);
-  }
   date_second_ = now - 1;
   set_date(now);
+}
+
+Responses::Prebuilt Responses::build_hello(ConnectionHeader connection, bool head) const {
+  const int status = settings_.status;
+  const std::string_view body =
+      status_has_body(status) ? std::string_view(settings_.body) : std::string_view();
+  return build(status_line(status), content_headers(status, settings_.content_type, settings_.body),
+               body, connection, head);
+}
+
+Responses::Prebuilt Responses::build_error(ErrorStatus status, ConnectionHeader connection,
+                                           bool head) const {
+  const ErrorText& text = kErrors[static_cast<std::size_t>(status)];
+  std::string headers = text.code == 405 ? std::string(kAllow) : std::string();
+  headers +=
+      std::string(kTextPlain) + "Content-Length: " + std::to_string(text.body.size()) + "\r\n";
+  return build(text.status_line, headers, text.body, connection, head);
+}
+
+template <typename Make>
+std::string_view Responses::ready(Prebuilt& response, Make&& make) const {
+  if (response.bytes.empty()) {
+    response = make();
+    std::memcpy(response.bytes.data() + response.date_offset, date_, kHttpDateLength);
+  }
+  return response.bytes;
 }
 
 template <typename Fn>
@@ -216,25 +216,32 @@ bool Responses::set_date(std::time_t now) {
   date_second_ = now;
   format_http_date(now, date_);
   for_each([this](Prebuilt& response) {
+    if (response.bytes.empty()) return;  // not built yet: built with the date then
     std::memcpy(response.bytes.data() + response.date_offset, date_, kHttpDateLength);
   });
   return true;
 }
 
 std::string_view Responses::hello(bool head, ConnectionHeader connection) const {
-  return (head ? head_ : get_)[mode_index(connection)].bytes;
+  return ready((head ? head_ : get_)[mode_index(connection)],
+               [&] { return build_hello(connection, head); });
 }
 
 std::string_view Responses::options(ConnectionHeader connection) const {
-  return options_[mode_index(connection)].bytes;
+  // RFC 9110 §8.6: no Content-Length in a 204.
+  return ready(options_[mode_index(connection)], [&] {
+    return build("HTTP/1.1 204 No Content\r\n", kAllowOptions, {}, connection, false);
+  });
 }
 
 std::string_view Responses::method_not_allowed(ConnectionHeader connection) const {
-  return not_allowed_[mode_index(connection)].bytes;
+  return ready(not_allowed_[mode_index(connection)],
+               [&] { return build_error(ErrorStatus::k405, connection, false); });
 }
 
 std::string_view Responses::error(ErrorStatus status, bool head) const {
-  return (head ? head_errors_ : errors_)[static_cast<std::size_t>(status)].bytes;
+  return ready((head ? head_errors_ : errors_)[static_cast<std::size_t>(status)],
+               [&] { return build_error(status, ConnectionHeader::kClose, head); });
 }
 
 std::uint64_t Responses::append(std::string& out, int status, std::string_view content_type,

@@ -110,6 +110,13 @@ class Responses {
 
   [[nodiscard]] Prebuilt build(std::string_view status_line, std::string_view extra_headers,
                                std::string_view body, ConnectionHeader connection, bool head) const;
+  [[nodiscard]] Prebuilt build_hello(ConnectionHeader connection, bool head) const;
+  [[nodiscard]] Prebuilt build_error(ErrorStatus status, ConnectionHeader connection,
+                                     bool head) const;
+  // `response`, built by `make` and dated on first use: a worker builds each response once, a
+  // per-connection child only the one or two it sends (not some forty, per connection).
+  template <typename Make>
+  std::string_view ready(Prebuilt& response, Make&& make) const;
   template <typename Fn>
   void for_each(Fn&& fn);
 
@@ -117,12 +124,12 @@ class Responses {
   std::string identity_line_;  // "Name: value\r\n", or empty
   std::time_t date_second_ = 0;
   char date_[kHttpDateLength] = {};
-  std::array<Prebuilt, kModes> get_;
-  std::array<Prebuilt, kModes> head_;
-  std::array<Prebuilt, kModes> options_;
-  std::array<Prebuilt, kModes> not_allowed_;
-  std::array<Prebuilt, kErrorStatusCount> errors_;
-  std::array<Prebuilt, kErrorStatusCount> head_errors_;
+  mutable std::array<Prebuilt, kModes> get_;
+  mutable std::array<Prebuilt, kModes> head_;
+  mutable std::array<Prebuilt, kModes> options_;
+  mutable std::array<Prebuilt, kModes> not_allowed_;
+  mutable std::array<Prebuilt, kErrorStatusCount> errors_;
+  mutable std::array<Prebuilt, kErrorStatusCount> head_errors_;
 };
 
 }  // namespace prefork::worker
