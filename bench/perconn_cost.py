@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Cgroup  # noqa: E402
+from bench import Cgroup, fresh_copy  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
@@ -112,17 +112,20 @@ def main():
     ap.add_argument("--before", default="", help="another prefork-httpd build, measured alike")
     args = ap.parse_args()
     www = tempfile.mkdtemp(prefix="perconn-www-")
+    binary = fresh_copy(args.binary, os.path.join(www, "ours"))
+    before = fresh_copy(args.before, os.path.join(www, "before")) if args.before else ""
+    busybox = fresh_copy(shutil.which("busybox") or "/bin/busybox", www)
     with open(os.path.join(www, "index.html"), "w") as f:
         f.write("Hello, World!")
-    servers = {"ours": Server("ours", [args.binary, "--mode", "per-connection", "--listen",
+    servers = {"ours": Server("ours", [binary, "--mode", "per-connection", "--listen",
                                        "127.0.0.1:18091", "--set", 'log_level="warn"'],
                               18091, args.cpu)}
     if args.before:
-        servers["before"] = Server("before", [args.before, "--mode", "per-connection", "--listen",
+        servers["before"] = Server("before", [before, "--mode", "per-connection", "--listen",
                                               "127.0.0.1:18093", "--set", 'log_level="warn"'],
                                    18093, args.cpu)
     if not args.no_busybox:
-        servers["busybox"] = Server("busybox", ["busybox", "httpd", "-f", "-p", "127.0.0.1:18092",
+        servers["busybox"] = Server("busybox", [busybox, "httpd", "-f", "-p", "127.0.0.1:18092",
                                                 "-h", www], 18092, args.cpu)
     rows = {name: [] for name in servers}
     try:
