@@ -282,8 +282,13 @@ void Supervisor::maintain_pool() {
 }
 
 // For the status page and metrics: a per-connection child holds no listening socket to ask,
-// and one place to look keeps both modes alike (at most kMaintenanceInterval old).
+// and one place to look keeps both modes alike. At most twice kMaintenanceInterval old, and
+// asked at most once per interval: a busy loop (a fork per connection) need not pay a
+// getsockopt per listener on each of its turns.
 void Supervisor::publish_listen_queues() {
+  const Millis now = monotonic_ms();
+  if (now - queues_published_at_ < kMaintenanceInterval && queues_published_at_ != 0) return;
+  queues_published_at_ = now;
   auto& published = scoreboard_->header().listen_queues;
   for (std::size_t i = 0; i < published.size(); ++i) {
     const auto queue = i < listeners_.size() && listeners_[i].fd

@@ -113,6 +113,7 @@ class Supervisor {
   Phase phase_ = Phase::kServing;
   Millis stop_deadline_ = 0;
   Millis drain_at_ = 0;  // kAnnouncing: when the real drain starts
+  Millis queues_published_at_ = 0;
   int exit_code_ = 0;
   bool reload_requested_ = false;
   ControlReplies reload_replies_;   // asked; answered when rejected, else moved on to:
