@@ -11,7 +11,8 @@
 namespace prefork::common {
 
 // `error_log` is "stderr" or a file path (appended); `level` is a spdlog level name.
-// `tag` names the process in every line, e.g. "master" or "worker 3".
+// `tag` names the process in every line, e.g. "master" or "worker 3". Every line is written at
+// once (nothing stays buffered), so fork() and _exit() need no flush around them.
 void init_logging(const std::string& tag, const std::string& error_log, const std::string& level);
 
 // After fork: this process's lines say `tag` and its own pid from now on. Allocates nothing.
@@ -20,7 +21,7 @@ void retag_logging(const char* tag) noexcept;
 // Re-opens the log file after logrotate renamed it (USR1). A no-op for stderr.
 void reopen_logging();
 
-// Flushes everything; called before a child _exit()s.
+// Flushes the logger's sink (before exec, which keeps no stdio buffer).
 void flush_logging() noexcept;
 
 }  // namespace prefork::common

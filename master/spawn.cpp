@@ -36,8 +36,8 @@ namespace {
   } catch (const std::exception& err) {
     spdlog::critical("{} failed: {}", setup.log_tag, err.what());
   }
-  common::flush_logging();
-  // _exit, not exit: the master's atexit handlers and stdio buffers are not ours to run.
+  // _exit, not exit: the master's atexit handlers and stdio buffers are not ours to run. The
+  // error log has nothing buffered to lose here: it writes every line at once (init_logging).
   ::_exit(code);
 }
 
@@ -45,7 +45,9 @@ namespace {
 
 pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body) {
   const pid_t master_pid = ::getpid();
-  common::flush_logging();  // nothing buffered may be written twice
+  // No flush before fork(): the error log writes every line at once (init_logging), so a child
+  // inherits nothing buffered that it could write twice. Flushing here anyway wrote to stdio's
+  // state in the master after every fork before it, a copy-on-write fault per connection.
   const pid_t pid = setup.fork ? setup.fork() : ::fork();
   if (pid == 0) run_child(setup, body, master_pid);
   return pid;
