@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string_view>
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -39,11 +42,19 @@ Who& who() {
   return value;
 }
 
+// "TAG (pid N)", put together by hand: printf's machinery would be two more pages of libc for
+// every per-connection child to fault in when it renames itself.
 void set_who(const char* tag) noexcept {
   Who& w = who();
-  const int n =
-      std::snprintf(w.text.data(), w.text.size(), "%s (pid %d)", tag, static_cast<int>(::getpid()));
-  w.length = n < 0 ? 0 : std::min(static_cast<std::size_t>(n), w.text.size() - 1);
+  constexpr std::string_view kPid = " (pid ";
+  constexpr std::size_t kRoom = kPid.size() + 11 + 1;  // " (pid ", an int, ")"
+  char* out = w.text.data();
+  char* const end = out + w.text.size();
+  out = std::copy_n(tag, std::min(std::strlen(tag), w.text.size() - kRoom), out);
+  out = std::copy(kPid.begin(), kPid.end(), out);
+  out = std::to_chars(out, end, static_cast<int>(::getpid())).ptr;
+  *out++ = ')';
+  w.length = static_cast<std::size_t>(out - w.text.data());
 }
 
 class WhoFlag final : public spdlog::custom_flag_formatter {

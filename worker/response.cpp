@@ -1,5 +1,6 @@
 #include "worker/response.hpp"
 
+#include <chrono>
 #include <cstring>
 
 #include "common/config.hpp"
@@ -46,24 +47,29 @@ std::size_t mode_index(ConnectionHeader connection) {
 }  // namespace
 
 void format_http_date(std::time_t when, char (&out)[kHttpDateLength]) {
-  std::tm tm{};
-  ::gmtime_r(&when, &tm);
+  // The calendar arithmetic of <chrono>, not gmtime_r: that takes glibc's time zone lock, a
+  // write to libc's memory and so a copy-on-write fault in every per-connection child.
+  using namespace std::chrono;
+  const sys_seconds at{seconds{when}};
+  const sys_days day = floor<days>(at);
+  const year_month_day date{day};
+  const hh_mm_ss time{at - day};
   // Formatted by hand: strftime's %a/%b follow the locale, HTTP dates must not.
-  std::memcpy(out, kDays[static_cast<std::size_t>(tm.tm_wday)].data(), 3);
+  std::memcpy(out, kDays[weekday{day}.c_encoding()].data(), 3);
   std::memcpy(out + 3, ", ", 2);
-  put2(out + 5, tm.tm_mday);
+  put2(out + 5, static_cast<int>(static_cast<unsigned>(date.day())));
   out[7] = ' ';
-  std::memcpy(out + 8, kMonths[static_cast<std::size_t>(tm.tm_mon)].data(), 3);
+  std::memcpy(out + 8, kMonths[static_cast<unsigned>(date.month()) - 1].data(), 3);
   out[11] = ' ';
-  const int year = tm.tm_year + 1900;
+  const int year = static_cast<int>(date.year());
   put2(out + 12, year / 100 % 100);
   put2(out + 14, year % 100);
   out[16] = ' ';
-  put2(out + 17, tm.tm_hour);
+  put2(out + 17, static_cast<int>(time.hours().count()));
   out[19] = ':';
-  put2(out + 20, tm.tm_min);
+  put2(out + 20, static_cast<int>(time.minutes().count()));
   out[22] = ':';
-  put2(out + 23, tm.tm_sec);
+  put2(out + 23, static_cast<int>(time.seconds().count()));
   std::memcpy(out + 25, " GMT", 4);
 }
 
