@@ -251,6 +251,13 @@ void Upgrader::hand_over() {
   const std::string main_pid = pid > 0 ? "MAINPID=" + std::to_string(pid) + "\n" : "";
   systemd_notify(main_pid + "READY=1\nSTATUS=upgraded; new master pid " + std::to_string(pid) +
                  " serving");
+  // systemd reads notifications and child exits from different queues: a drain that ends
+  // before it read MAINPID= would leave it naming an exited main process, which stops the
+  // service. This master waits until systemd has read it before it goes on to drain.
+  if (!systemd_notify_barrier(kHandOverBarrierMs)) {
+    spdlog::warn("upgrade: systemd did not confirm MAINPID={} within {} ms", pid,
+                 kHandOverBarrierMs);
+  }
   stage_ = Stage::kHandedOver;
   replies_.answer(ControlOutcome::kApplied);
   child_.reset();

@@ -125,5 +125,8 @@ inline constexpr int kExitExecFailed = 127;  // as a shell reports "cannot execu
 // How long a new master's launcher has, once the report pipe closed without "serving", to
 // report how the new master ended before the attempt is abandoned anyway.
 inline constexpr Millis kExitReportGrace = 1000;
+// How long the old master waits for systemd to confirm it read the hand-over (sd_notify_barrier's
+// own default is 5 s).
+inline constexpr int kHandOverBarrierMs = 5000;
 
 }  // namespace prefork::master

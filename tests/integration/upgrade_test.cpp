@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -24,6 +25,7 @@ namespace {
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using Clock = std::chrono::steady_clock;
 
 // Clients that never retry: keep-alive ones sending back to back, and connection-per-request
@@ -145,6 +147,17 @@ struct UpgradableServer {
     }
     return {0, 0};
   }
+  // True when the next notifications (within `timeout`) hold a BARRIER=1 with its descriptor,
+  // which the receiver then closes, as systemd does once it has read what came before.
+  [[nodiscard]] bool next_barrier(Duration timeout) const {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      const auto message =
+          systemd.receive(std::chrono::duration_cast<Duration>(deadline - Clock::now()) + 1ms);
+      if (message.text == "BARRIER=1" && message.with_fd) return true;
+    }
+    return false;
+  }
   // Replaces the executable as a package manager does: a new file renamed over the old one.
   void install(const std::string& from) const {
     const std::string temp = exe + ".new";
@@ -187,7 +200,14 @@ pid_t upgrade(UpgradableServer& s, pid_t master, NoRetryLoad& load,
   const auto [main_pid, parent] = s.next_main_pid(20s);
   EXPECT_GT(main_pid, 1) << "no MAINPID=" << s.server->log();
   EXPECT_EQ(parent, ::getpid()) << "MAINPID=" << main_pid << " is not the service manager's child";
-  EXPECT_TRUE(s.server->wait_for_log("hands over and drains", mark, 20s)) << s.server->log();
+  // The old master drains only once systemd has read MAINPID= (a barrier), so that its exit
+  // never finds systemd still naming it: until this receiver closes the barrier, no drain.
+  const auto handed = s.server->wait_for_log("hands over and drains", mark, 20s);
+  EXPECT_TRUE(handed) << s.server->log();
+  EXPECT_THAT(s.server->log_since(handed.value_or(mark)), Not(HasSubstr("graceful stop")));
+  EXPECT_TRUE(s.next_barrier(20s)) << "no BARRIER=1 after MAINPID=";
+  EXPECT_TRUE(s.server->wait_for_log("graceful stop", mark, 20s)) << s.server->log();
+  EXPECT_THAT(s.server->log_since(mark), Not(HasSubstr("did not confirm")));
   EXPECT_TRUE(wait_exit()) << "the old master did not finish draining";
   for (const pid_t c : old_children) EXPECT_TRUE(wait_gone(c, 5s)) << "old child " << c;
   const pid_t next = s.pidfile_pid();
@@ -312,8 +332,12 @@ TEST(Upgrade, SignalUpgradeReturnsOnceTheNewMasterServes) {
   UpgradableServer s("workers = 2\n");
   const pid_t old_master = s.server->pid();
   s.install(PREFORK_HTTPD_BINARY);
+  // systemd's part: it closes the old master's barrier once it has read MAINPID=.
+  auto barrier = std::async(std::launch::async, [&s] { return s.next_barrier(20s); });
   const auto [code, out] = signal_upgrade("-c " + s.server->config_path());  // via the pidfile
   EXPECT_EQ(code, 0) << out << s.server->log();
+  EXPECT_TRUE(barrier.get()) << "no BARRIER=1 after MAINPID=";
+  EXPECT_THAT(s.server->log(), Not(HasSubstr("did not confirm")));
   EXPECT_THAT(out, HasSubstr("upgrade: the new master serves; the old one (pid " +
                              std::to_string(old_master) + ") drains"));
   // Already true when the command returned: the pidfile names the new master.
