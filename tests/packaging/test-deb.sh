@@ -305,7 +305,7 @@ if [ -n "$code_keys" ]; then
   man_text=$(zcat /usr/share/man/man8/prefork-httpd.8.gz)
   for key in $code_keys; do
     grep -qE "^#?$key = " "$CONF" || die "key '$key' (common/config.cpp) is not documented in etc/prefork-httpd.conf"
-    echo "$man_text" | grep -qE "^\.BR $key " || die "key '$key' (common/config.cpp) is not documented in prefork-httpd(8)"
+    grep -qE "^\.BR $key " <<<"$man_text" || die "key '$key' (common/config.cpp) is not documented in prefork-httpd(8)"
   done
   ok "all $(echo "$code_keys" | wc -l) keys of common/config.cpp are in the config file and the man page"
 else
