@@ -450,7 +450,7 @@ cp -p "$CONF" "$tmp/conf.saved"
 echo 'max_connections = "many"' >>"$CONF"
 rc=0; out=$(timeout 90 /usr/sbin/prefork-httpd --signal reload --pid "$master_pid" 2>&1) || rc=$?
 cp -p "$tmp/conf.saved" "$CONF"
-{ [ $rc -eq 1 ] && echo "$out" | grep -q 'reload rejected'; } ||
+{ [ $rc -eq 1 ] && grep -q 'reload rejected' <<<"$out"; } ||
   die "--signal reload with a broken config: exit $rc: $out"
 ok "--signal reload with a broken config exits 1: $out"
 check "the server still answers" curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/"
@@ -505,15 +505,15 @@ if unshare -m --propagation private true 2>/dev/null; then
   chmod 755 "$tmp"/fake/*
   old_master=$master_pid
   run_postinst
-  if echo "$out" | grep -q 'upgrade'; then die "the postinst upgraded although policy-rc.d said 101"; fi
+  if grep -q 'upgrade' <<<"$out"; then die "the postinst upgraded although policy-rc.d said 101"; fi
   [ "$(cat "$RUNDIR/prefork-httpd.pid")" = "$old_master" ] || die "the master changed under policy 101"
   ok "postinst configure $version with policy-rc.d denying: no upgrade"
   printf '#!/bin/sh\nexit 0\n' >"$tmp/fake/policy-rc.d"
   run_postinst
-  echo "$out" | grep -q 'upgrade: the new master serves' || die "the postinst did not upgrade in place"
-  echo "$out" | grep -q "deb-systemd-invoke start prefork-httpd.service" ||
+  grep -q 'upgrade: the new master serves' <<<"$out" || die "the postinst did not upgrade in place"
+  grep -q "deb-systemd-invoke start prefork-httpd.service" <<<"$out" ||
     die "the postinst did not ask to start the service"
-  if echo "$out" | grep -Eq 'deb-systemd-invoke (restart|try-restart|stop)'; then
+  if grep -Eq 'deb-systemd-invoke (restart|try-restart|stop)' <<<"$out"; then
     die "the postinst restarted or stopped the service"
   fi
   master_pid=$(cat "$RUNDIR/prefork-httpd.pid")

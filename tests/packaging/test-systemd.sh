@@ -251,7 +251,7 @@ test_suite() {
   [ "$(unit_prop ActiveState)" = active ] || die "the service is not active after a failed reload"
   local errors
   errors=$(run journalctl -q --no-pager -p err -u prefork-httpd --since "$since")
-  echo "$errors" | grep -q "prefork-httpd.conf:[0-9]" ||
+  grep -q "prefork-httpd.conf:[0-9]" <<<"$errors" ||
     die "journalctl -p err -u prefork-httpd shows no error naming the file and line: $errors"
   ok "broken config: the reload job fails, the old config serves; journalctl -p err says:"
   sed 's/^/  | /' <<<"$errors"
