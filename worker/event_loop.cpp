@@ -54,9 +54,13 @@ int EventLoop::run() {
   publish_state();
   while (!finished()) {
     const int n = ::epoll_wait(epoll_.get(), events_.data(), kMaxEvents, next_timeout());
-    const int wait_errno = errno;
-    if (n < 0 && wait_errno != EINTR) {
-      spdlog::error("epoll_wait: {}", common::errno_text(wait_errno));
+    if (n < 0) {
+      // Our signals come through the signalfd, so EINTR means this process was stopped and
+      // continued (SIGSTOP/SIGCONT, signal(7)). Look again before the timers: a request that
+      // came in while we could not run is in a socket, and expiring the connection's
+      // keep-alive or drain timer first would close it under that request.
+      if (errno == EINTR) continue;
+      spdlog::error("epoll_wait: {}", common::errno_text(errno));
       return common::kExitFailure;
     }
     shared_.now = common::monotonic_ms();

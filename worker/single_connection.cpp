@@ -69,9 +69,10 @@ class SingleConnection {
       fds[1] = {connection_->fd(), interest(), 0};
       if (fds[1].events == 0) fds[1].fd = -1;  // waits only for a timer (a ?delay)
       const int n = ::poll(fds.data(), fds.size(), next_timeout());
-      const int poll_errno = errno;
-      if (n < 0 && poll_errno != EINTR) {
-        spdlog::error("poll: {}", common::errno_text(poll_errno));
+      if (n < 0) {
+        // As in EventLoop::run: stopped and continued; look at the socket before the timers.
+        if (errno == EINTR) continue;
+        spdlog::error("poll: {}", common::errno_text(errno));
         return common::kExitFailure;
       }
       shared_.now = common::monotonic_ms();
