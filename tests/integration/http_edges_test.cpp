@@ -86,15 +86,12 @@ class Stopped {
   Stopped(const Stopped&) = delete;
   Stopped& operator=(const Stopped&) = delete;
   ~Stopped() { resume(); }
-  // True once the kernel has stopped it (state T in /proc/<pid>/stat).
+  // True once the kernel has stopped it (state T).
   [[nodiscard]] bool wait() const {
     const auto deadline = Clock::now() + 5s;
     while (Clock::now() < deadline) {
-      const std::string stat = read_file("/proc/" + std::to_string(pid_) + "/stat");
-      const auto end_of_name = stat.rfind(") ");
-      if (end_of_name != std::string::npos && stat.compare(end_of_name + 2, 1, "T") == 0) {
-        return true;
-      }
+      pid_t parent = 0;
+      if (process_state(pid_, &parent) == 'T') return true;
       std::this_thread::sleep_for(5ms);
     }
     return false;

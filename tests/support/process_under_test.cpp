@@ -33,16 +33,6 @@ std::string read_proc(const std::string& path) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
-char process_state(pid_t pid, pid_t* ppid) {
-  const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = content.rfind(')');
-  if (close == std::string::npos || content.size() < close + 3) return 0;
-  std::istringstream rest(content.substr(close + 2));
-  char state = 0;
-  rest >> state >> *ppid;
-  return state;
-}
-
 // Tests pass whatever their parent left behind: server configuration in the environment
 // (PREFORK_HTTPD_<KEY>, PORT) is not theirs to inherit, so no server a test starts sees it;
 // a test that wants some passes it explicitly.
@@ -131,6 +121,16 @@ std::vector<pid_t> children_of(pid_t parent) {
   }
   ::closedir(proc);
   return out;
+}
+
+char process_state(pid_t pid, pid_t* ppid) {
+  const std::string content = read_proc("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = content.rfind(')');
+  if (close == std::string::npos || content.size() < close + 3) return 0;
+  std::istringstream rest(content.substr(close + 2));
+  char state = 0;
+  rest >> state >> *ppid;
+  return state;
 }
 
 pid_t parent_of(pid_t pid) {

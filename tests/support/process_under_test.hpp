@@ -53,6 +53,9 @@ std::size_t zombies_of(pid_t parent);
 int reap_zombies();
 // True while `pid` exists and is not a zombie.
 bool process_alive(pid_t pid);
+// The state letter of `pid` in /proc/<pid>/stat (R, S, T, Z...) and its parent; 0 when it
+// does not exist.
+char process_state(pid_t pid, pid_t* ppid);
 // The parent of `pid` (0 when it does not exist).
 pid_t parent_of(pid_t pid);
 // Waits until `pid` no longer exists (or is a zombie that we reap).
