@@ -523,8 +523,12 @@ Observability::Observability(const common::ChildContext& ctx, const Responses& r
     proxy_protocol_ = proxy_protocol_ || listener.proxy_protocol;
     listener_names_.push_back(listener.bound);
   }
-  // A per-connection child has no listener: the configuration names them, in the same order.
-  if (ctx.listeners.empty()) listener_names_ = ctx.config.listen;
+}
+
+const std::vector<std::string>& Observability::listener_names() const {
+  // A per-connection child has no listener: the configuration names them, in the same order
+  // (read there, not copied: a copy would be an allocation in every child).
+  return listener_names_.empty() ? config_.listen : listener_names_;
 }
 
 bool Observability::draining() const {
@@ -555,7 +559,7 @@ EndpointReply Observability::respond(const EndpointRequest& request, int client_
   }
   if (!allowed(client_fd, proxied)) return reply(403, kText, "Forbidden\n", request, false, out);
   StatusSnapshot snapshot =
-      take_snapshot(config_, scoreboard_, listener_names_, worker_draining_, common::wall_ms());
+      take_snapshot(config_, scoreboard_, listener_names(), worker_draining_, common::wall_ms());
   if (proxy_protocol_ && proxy_protocol_errors_ != nullptr) {
     snapshot.proxy_protocol = true;
     snapshot.self_slot = slot_index_;

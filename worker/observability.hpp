@@ -92,6 +92,7 @@ class Observability {
 
  private:
   [[nodiscard]] bool draining() const;
+  [[nodiscard]] const std::vector<std::string>& listener_names() const;
   [[nodiscard]] bool allowed(int client_fd, const sockaddr* proxied) const;
   EndpointReply reply(int status, std::string_view content_type, std::string_view body,
                       const EndpointRequest& request, bool close, std::string& out) const;
@@ -103,7 +104,7 @@ class Observability {
   const std::uint64_t* proxy_protocol_errors_;
   bool proxy_protocol_ = false;  // some listener has proxy_protocol
   unsigned slot_index_ = 0;
-  std::vector<std::string> listener_names_;
+  std::vector<std::string> listener_names_;  // empty: those of the configuration
 };
 
 }  // namespace prefork::worker
