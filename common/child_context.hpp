@@ -30,4 +30,8 @@ using WorkerEntry = std::function<int(const ChildContext&)>;
 // A per-connection child: serves one accepted connection (keep-alive included), then returns.
 using ConnectionEntry = std::function<int(const ChildContext&, UniqueFd client)>;
 
+// Per-connection mode, in the master just before each fork: builds what that child (of this
+// configuration generation) will read, so that it inherits it rather than building it.
+using ConnectionPrepare = std::function<void(const Config&, unsigned generation)>;
+
 }  // namespace prefork::common

@@ -88,6 +88,7 @@ void ConnectionForker::retry_held(unsigned generation, Millis now) {
 
 void ConnectionForker::fork_child(Held client, unsigned generation, Millis now) {
   reserve_books();
+  if (context_.prepare) context_.prepare(context_.config, generation);
   ChildSetup setup{"connection", &context_.config, context_.drop_master_fds, context_.fork,
                    /*keep_master_logger=*/true};
   const common::ChildContext ctx{

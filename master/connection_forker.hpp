@@ -35,6 +35,7 @@ class ConnectionForker {
     int epoll_fd;  // listeners are in it, keyed by fd, exactly while accepting
     common::Scoreboard& scoreboard;
     common::ConnectionEntry entry;
+    common::ConnectionPrepare prepare;      // before each fork; may be empty
     std::function<void()> drop_master_fds;  // runs in each child before its entry
     ForkFunction fork;
   };

@@ -3,6 +3,7 @@
 // knows both master/ and worker/.
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <variant>
 
@@ -197,9 +198,18 @@ int run_master(int argc, char** argv) {
       }
     };
   }
+  // Per-connection children read what the master prepared before fork (worker::PreparedConfig).
+  const auto connections = std::make_shared<worker::ConnectionPrototype>();
   try {
     master::Supervisor supervisor(
-        config, std::move(listeners), {worker::run, worker::serve_connection},
+        config, std::move(listeners),
+        {worker::run,
+         [connections](const common::ChildContext& ctx, common::UniqueFd client) {
+           return connections->serve(ctx, std::move(client));
+         },
+         [connections](const common::Config& next, unsigned generation) {
+           connections->prepare(next, generation);
+         }},
         [cli, environment, activated] {
           common::Config next = load_checked(cli, environment);
           if (!activated.empty()) next.listen = activated;

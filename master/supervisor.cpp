@@ -57,6 +57,7 @@ Supervisor::Supervisor(common::Config config, std::vector<common::Listener> list
                .epoll_fd = epoll_.get(),
                .scoreboard = *scoreboard_,
                .entry = entries_.connection,
+               .prepare = entries_.prepare_connection,
                .drop_master_fds =
                    [this] {
                      drop_master_fds();

@@ -25,8 +25,9 @@
 namespace prefork::master {
 
 struct ChildEntries {
-  common::WorkerEntry worker;          // prefork mode
-  common::ConnectionEntry connection;  // per-connection mode
+  common::WorkerEntry worker;                    // prefork mode
+  common::ConnectionEntry connection;            // per-connection mode
+  common::ConnectionPrepare prepare_connection;  // per-connection mode; may be empty
 };
 
 // Re-reads the configuration for a reload; throws common::ConfigError when it is invalid.

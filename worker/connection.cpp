@@ -33,8 +33,7 @@ common::ServedCounters* served_counters(const common::ChildContext& ctx) {
 // Who answers, when something shows it (identity_header, ?echo): it costs a gethostname() and
 // a few allocations, per connection in per-connection mode.
 std::string shown_identity(const common::ChildContext& ctx) {
-  if (ctx.config.identity_header.empty() && !ctx.config.switches) return {};
-  return identity_of(ctx);
+  return shows_identity(ctx.config) ? identity_of(ctx) : std::string();
 }
 
 constexpr int kReadsPerBatch = 8;    // recv() calls between two flushes
@@ -47,12 +46,25 @@ constexpr std::size_t kMaxBatchCapacity = std::size_t{256} * 1024;
 
 // read_buffer is left uninitialized on purpose (see its declaration).
 // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
-WorkerShared::WorkerShared(const common::ChildContext& ctx)
-    : config(ctx.config),
-      limits(Limits::from(ctx.config)),
+bool shows_identity(const common::Config& config) {
+  return !config.identity_header.empty() || config.switches;
+}
+
+PreparedConfig::PreparedConfig(const common::Config& config, std::string identity)
+    : limits(Limits::from(config)),
       router(limits),
       responses(static_cast<std::time_t>(common::wall_ms() / 1000),
-                ResponseSettings::from(ctx.config, shown_identity(ctx))),
+                ResponseSettings::from(config, std::move(identity))) {}
+
+WorkerShared::WorkerShared(const common::ChildContext& ctx, PreparedConfig* given)
+    : config(ctx.config),
+      own_prepared(given != nullptr
+                       ? nullptr
+                       : std::make_unique<PreparedConfig>(ctx.config, shown_identity(ctx))),
+      prepared(given != nullptr ? *given : *own_prepared),
+      limits(prepared.limits),
+      router(prepared.router),
+      responses(prepared.responses),
       header_timers(ctx.config.header_timeout),
       body_timers(ctx.config.body_timeout),
       keepalive_timers(ctx.config.keepalive_timeout),

@@ -42,15 +42,39 @@ struct EpollSource {
 // lingering_timeout bound it in time.
 inline constexpr std::uint64_t kMaxLingerBytes = 16ULL * 1024 * 1024;
 
+// Whether responses name the server that answers (identity_header, ?echo). The name holds the
+// pid, so then each process builds its own responses.
+bool shows_identity(const common::Config& config);
+
+// What one configuration makes of the limits, the routes and the responses: built before the
+// first connection, then only read (and re-dated). A prefork worker builds its own. A
+// per-connection child reads the one its master built before fork (ConnectionPrototype), so
+// that it allocates none of it: a fresh child's first allocations write malloc's state and
+// heap pages shared with the master, a copy-on-write fault each.
+struct PreparedConfig {
+  PreparedConfig(const common::Config& config, std::string identity);
+  PreparedConfig(const PreparedConfig&) = delete;
+  PreparedConfig& operator=(const PreparedConfig&) = delete;
+  ~PreparedConfig() = default;
+
+  const Limits limits;
+  const Router router;  // built once: every connection's parser asks it
+  Responses responses;
+};
+
 struct WorkerShared {
-  explicit WorkerShared(const common::ChildContext& ctx);
+  // `given`: prepared by the master for this configuration (per-connection children), or null
+  // to build one here.
+  WorkerShared(const common::ChildContext& ctx, PreparedConfig* given);
 
   static constexpr std::size_t kReadBufferSize = std::size_t{16} * 1024;
 
   const common::Config& config;
-  const Limits limits;
-  const Router router;  // built once: every connection's parser asks it
-  Responses responses;
+  const std::unique_ptr<PreparedConfig> own_prepared;  // null when given one
+  PreparedConfig& prepared;
+  const Limits& limits;
+  const Router& router;
+  Responses& responses;
   TimerList header_timers;
   TimerList body_timers;
   TimerList keepalive_timers;

@@ -32,7 +32,7 @@ EventLoop::EventLoop(const common::ChildContext& ctx)
       slot_(ctx.slot),
       blocked_(common::child_signals()),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-      shared_(ctx),
+      shared_(ctx, nullptr),
       services_(ctx, shared_) {
   if (!epoll_) throw common::SysError("epoll_create1");
   shared_.batch.reserve(WorkerShared::kReadBufferSize);

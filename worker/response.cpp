@@ -233,6 +233,15 @@ std::string_view Responses::hello(bool head, ConnectionHeader connection) const 
                [&] { return build_hello(connection, head); });
 }
 
+void Responses::prebuild_hello() {
+  for (const bool head : {false, true}) {
+    for (const ConnectionHeader connection :
+         {ConnectionHeader::kNone, ConnectionHeader::kKeepAlive, ConnectionHeader::kClose}) {
+      (void)hello(head, connection);
+    }
+  }
+}
+
 std::string_view Responses::options(ConnectionHeader connection) const {
   // RFC 9110 §8.6: no Content-Length in a 204.
   return ready(options_[mode_index(connection)], [&] {

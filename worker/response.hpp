@@ -82,6 +82,9 @@ class Responses {
   // GET (the configured body, "Hello, World!") or HEAD (same headers, no body): the
   // configured status, 200.
   [[nodiscard]] std::string_view hello(bool head, ConnectionHeader connection) const;
+  // Builds every hello response now (GET and HEAD, each Connection header) rather than on first
+  // use: what a master prepares for its per-connection children to send.
+  void prebuild_hello();
   [[nodiscard]] int hello_status() const noexcept { return settings_.status; }
   [[nodiscard]] std::uint64_t hello_body_bytes(bool head) const noexcept {
     return head || !status_has_body(settings_.status) ? 0 : settings_.body.size();

@@ -37,11 +37,12 @@ std::uint32_t as_epoll_events(short revents) {
 
 class SingleConnection {
  public:
-  SingleConnection(const common::ChildContext& ctx, common::UniqueFd client)
+  SingleConnection(const common::ChildContext& ctx, common::UniqueFd client,
+                   PreparedConfig* prepared)
       : slot_(ctx.slot),
         blocked_(common::child_signals()),
         signal_fd_(common::open_signalfd(common::child_signals())),
-        shared_(ctx),
+        shared_(ctx, prepared),
         services_(ctx, shared_) {
     common::ignore_sigpipe();
     // The master accepts with SOCK_NONBLOCK: usually there is nothing to change.
@@ -155,8 +156,9 @@ class SingleConnection {
 
 }  // namespace
 
-int serve_single_connection(const common::ChildContext& ctx, common::UniqueFd client) {
-  SingleConnection child(ctx, std::move(client));
+int serve_single_connection(const common::ChildContext& ctx, common::UniqueFd client,
+                            PreparedConfig* prepared) {
+  SingleConnection child(ctx, std::move(client), prepared);
   return child.run();
 }
 

@@ -8,9 +8,13 @@
 
 namespace prefork::worker {
 
+struct PreparedConfig;
+
 // Serves `client` (keep-alive included) until it is done, SIGTERM/SIGINT, or a SIGQUIT drain
 // has finished it; returns the exit code. Throws common::SysError when the signalfd or the
-// socket cannot be set up.
-int serve_single_connection(const common::ChildContext& ctx, common::UniqueFd client);
+// socket cannot be set up. `prepared`: the master's for ctx.config (a copy-on-write snapshot
+// this child may re-date), or null to build one.
+int serve_single_connection(const common::ChildContext& ctx, common::UniqueFd client,
+                            PreparedConfig* prepared = nullptr);
 
 }  // namespace prefork::worker

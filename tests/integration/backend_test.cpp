@@ -151,6 +151,66 @@ TEST_P(Identity, NamesHostMasterSlotPidAndGenerationWhichAReloadAdvances) {
   EXPECT_THAT(server.unexpected_errors(), IsEmpty());
 }
 
+// ---- what a reload changes in the answer ------------------------------------------------------
+
+class AnswerReload : public ::testing::TestWithParam<Model> {
+ protected:
+  // Reloads `server` with `config` and waits until the next connection meets the result:
+  // applied (the new generation serves) or refused (the running one goes on).
+  void reload(ServerProcess& server, const std::string& config, bool applied) {
+    const bool prefork = GetParam() == Model::kPrefork;
+    const std::vector<pid_t> old_children = server.children();
+    server.dir().write("server.conf", config);
+    const auto mark = server.log_mark();
+    server.signal(SIGHUP);
+    if (applied) ++generation_;
+    const std::string outcome =
+        !applied  ? "reload failed, keeping the running configuration"
+        : prefork ? "generation " + std::to_string(generation_) + " is serving"
+                  : "configuration reloaded (generation " + std::to_string(generation_) + ")";
+    ASSERT_TRUE(server.wait_for_log(outcome, mark)) << server.log_since(mark);
+    if (prefork && applied) {
+      ASSERT_TRUE(server.wait_for_children(1, 10s, old_children));
+    }
+  }
+
+  static void expect_answer(const ServerProcess& server, int status, const std::string& type,
+                            const std::string& body) {
+    const Response r = fetch(server.port(), get_request());
+    EXPECT_EQ(r.status, status) << r.head;
+    EXPECT_EQ(r.header("content-type"), type) << r.head;
+    EXPECT_EQ(r.body, body);
+  }
+
+ private:
+  int generation_ = 1;
+};
+
+// Each configuration generation answers with its own status, type and body, also in
+// per-connection mode, where every child reads the answer its master built for the generation
+// before fork; a refused reload leaves the running answer as it was.
+TEST_P(AnswerReload, EachGenerationAnswersWithItsOwnSettingsAndARefusedOneChangesNothing) {
+  const std::string first = "body = \"first\"\n";
+  ServerProcess server({.args = server_args(GetParam(), {}), .config = first});
+  expect_answer(server, 200, "text/plain; charset=utf-8", "first");
+
+  reload(server, "body = \"second\"\nstatus = 203\ncontent_type = \"text/x-second\"\n", true);
+  expect_answer(server, 203, "text/x-second", "second");
+
+  reload(server, "body = \"third\"\nstatus = 600\n", false);
+  expect_answer(server, 203, "text/x-second", "second");
+
+  reload(server, "body = \"third\"\ncontent_type = \"text/x-third\"\n", true);
+  expect_answer(server, 200, "text/x-third", "third");
+
+  server.signal(SIGTERM);
+  EXPECT_EQ(exit_code(server.wait_exit(10s)), 0);
+  EXPECT_THAT(server.unexpected_errors({"reload failed, keeping the running configuration"}),
+              IsEmpty());
+}
+
+INSTANTIATE_TEST_SUITE_P(BothModes, AnswerReload, kBothModels, model_param_name);
+
 TEST(IdentityOff, NoHeaderByDefault) {
   ServerProcess server({.args = {"--workers", "1"}});
   const Response r = fetch(server.port(), get_request());

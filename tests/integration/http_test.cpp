@@ -5,6 +5,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <chrono>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "tests/support/server_process.hpp"
 #include "tests/support/shared_server_suite.hpp"
 
@@ -24,6 +30,13 @@ class Http : public ModelSuite<Http> {
 
 INSTANTIATE_TEST_SUITE_P(BothModels, Http, kBothModels, model_param_name);
 
+std::string http_date(std::time_t when) {
+  std::tm utc{};
+  ::gmtime_r(&when, &utc);
+  char out[64];
+  return {out, std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S GMT", &utc)};
+}
+
 void expect_hello(const Response& r) {
   EXPECT_EQ(r.status_line, "HTTP/1.1 200 OK");
   EXPECT_EQ(r.header("content-type"), "text/plain; charset=utf-8");
@@ -38,6 +51,22 @@ TEST_P(Http, GetAnswersHelloWorld) {
   const Response r = fetch(port(), get_request("/any/path?x=1"));
   expect_hello(r);
   EXPECT_EQ(r.body, "Hello, World!");
+}
+
+// The Date is the second of the answer, also for a connection after the server sat idle: a
+// per-connection child starts from the responses its master prepared, dated when it did.
+TEST_P(Http, TheDateIsTheSecondOfTheAnswerAlsoAfterAnIdleSecond) {
+  const std::string first = fetch(port(), get_request()).header("date");
+  const std::time_t start = std::time(nullptr);
+  while (std::time(nullptr) < start + 2) std::this_thread::sleep_for(20ms);  // the clock moves
+  const std::time_t before = std::time(nullptr);
+  const std::string date = fetch(port(), get_request()).header("date");
+  const std::time_t after = std::time(nullptr);
+  EXPECT_NE(date, first);
+  std::vector<std::string> seconds;
+  for (std::time_t t = before; t <= after; ++t) seconds.push_back(http_date(t));
+  EXPECT_THAT(seconds, ::testing::Contains(date))
+      << "sent between " << seconds.front() << " and " << seconds.back();
 }
 
 TEST_P(Http, HeadHasTheSameHeadersAndNoBody) {
