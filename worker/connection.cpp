@@ -44,8 +44,6 @@ constexpr std::size_t kMaxBatchCapacity = std::size_t{256} * 1024;
 
 }  // namespace
 
-// read_buffer is left uninitialized on purpose (see its declaration).
-// NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
 bool shows_identity(const common::Config& config) {
   return !config.identity_header.empty() || config.switches;
 }
@@ -56,6 +54,8 @@ PreparedConfig::PreparedConfig(const common::Config& config, std::string identit
       responses(static_cast<std::time_t>(common::wall_ms() / 1000),
                 ResponseSettings::from(config, std::move(identity))) {}
 
+// read_buffer is left uninitialized on purpose (see its declaration).
+// NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
 WorkerShared::WorkerShared(const common::ChildContext& ctx, PreparedConfig* given)
     : config(ctx.config),
       own_prepared(given != nullptr
