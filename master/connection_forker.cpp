@@ -44,8 +44,7 @@ ConnectionForker::IpCount* ConnectionForker::count_of(const ClientIp& ip) {
   return it == per_ip_.end() ? nullptr : &*it;
 }
 
-void ConnectionForker::accept_from(const std::vector<int>& readable, unsigned generation,
-                                   Millis now) {
+void ConnectionForker::accept_from(std::span<const int> readable, unsigned generation, Millis now) {
   if (held_.fd) retry_held(generation, now);
   for (const int fd : readable) {
     while (below_cap() && !held_.fd && !acceptor_.paused(now)) {

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <functional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "common/rate_limiter.hpp"
 #include "common/scoreboard.hpp"
 #include "common/unique_fd.hpp"
+#include "master/master_only_memory.hpp"
 #include "master/spawn.hpp"
 
 namespace prefork::master {
@@ -43,7 +45,7 @@ class ConnectionForker {
   explicit ConnectionForker(Context context);
 
   // Takes clients from the readable listeners while below the caps, a child for each.
-  void accept_from(const std::vector<int>& readable, unsigned generation, Millis now);
+  void accept_from(std::span<const int> readable, unsigned generation, Millis now);
   // False when `pid` is not one of this forker's children.
   bool on_child_exit(pid_t pid, int status, bool serving);
   // Puts the listeners in the epoll set exactly when a new client could be taken now.
@@ -99,9 +101,10 @@ class ConnectionForker {
 
   Context context_;
   common::Acceptor acceptor_;
-  // Flat and scanned: at most max_children entries, and no node allocated per connection.
-  std::vector<Child> children_;
-  std::vector<IpCount> per_ip_;  // only IPs with live children
+  // Flat and scanned: at most max_children entries, and no node allocated per connection;
+  // written after every fork, so in memory no child shares.
+  std::vector<Child, MasterOnlyAllocator<Child>> children_;
+  std::vector<IpCount, MasterOnlyAllocator<IpCount>> per_ip_;  // only IPs with live children
   bool accepting_ = false;
   Held held_;  // accepted, waiting for fork to succeed again
   Millis fork_retry_at_ = 0;

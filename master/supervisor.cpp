@@ -122,6 +122,7 @@ void Supervisor::wait_for_events() {
   const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
   if (n < 0 && errno != EINTR) spdlog::error("epoll_wait: {}", common::errno_text(errno));
   readable_listeners_.clear();
+  readable_listeners_.reserve(events.size());  // one mapping, once
   for (int i = 0; i < n; ++i) {
     const int fd = events[static_cast<std::size_t>(i)].data.fd;
     if (fd != signal_fd_.get() && !upgrader_.is_report(fd)) readable_listeners_.push_back(fd);

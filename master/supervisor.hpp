@@ -18,6 +18,7 @@
 #include "common/unique_fd.hpp"
 #include "master/connection_forker.hpp"
 #include "master/control.hpp"
+#include "master/master_only_memory.hpp"
 #include "master/spawn.hpp"
 #include "master/upgrade.hpp"
 #include "master/worker_pool.hpp"
@@ -109,7 +110,7 @@ class Supervisor {
   WorkerPool pool_;          // prefork mode; idle in per-connection mode
   ConnectionForker forker_;  // per-connection mode; idle in prefork mode
   Upgrader upgrader_;
-  std::vector<int> readable_listeners_;
+  std::vector<int, MasterOnlyAllocator<int>> readable_listeners_;  // written after every fork
 
   Phase phase_ = Phase::kServing;
   Millis stop_deadline_ = 0;
