@@ -322,8 +322,8 @@ if all(ka_cpu.values()) and all(ka_usr.values()):
           f"fork leaves out, what every child of a configuration builds alike built once in the "
           f"master, fmt and toml++ header-only and spdlog's compiled part built into the binary "
           f"from Debian's headers (no libspdlog, libfmt, libtomlplusplus: 15 mappings fewer). "
-          f"Not taken: static libstdc++ (it only moves the mappings' cost into a copy of a "
-          f"system library Debian wants shared). busybox httpd's master has "
+          f"Not taken: static libstdc++ (issue 13 rules it out: a private copy of the "
+          f"system's C++ runtime, to help a benchmark). busybox httpd's master has "
           f"30 mappings and ~124 KiB of anonymous memory; its children fault ~38 times.")
     w("")
 
