@@ -44,7 +44,7 @@ Who& who() {
 
 // "TAG (pid N)", put together by hand: printf's machinery would be two more pages of libc for
 // every per-connection child to fault in when it renames itself.
-void set_who(const char* tag) noexcept {
+[[gnu::hot]] void set_who(const char* tag) noexcept {
   Who& w = who();
   constexpr std::string_view kPid = " (pid ";
   constexpr std::size_t kRoom = kPid.size() + 11 + 1;  // " (pid ", an int, ")"
@@ -134,7 +134,7 @@ void init_logging(const std::string& tag, const std::string& error_log, const st
   spdlog::set_default_logger(std::move(logger));
 }
 
-void retag_logging(const char* tag) noexcept {
+[[gnu::hot]] void retag_logging(const char* tag) noexcept {
   set_who(tag);
   // A later reopen_logging (USR1) rebuilds the logger under this name, not the master's.
   try {

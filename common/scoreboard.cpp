@@ -19,7 +19,7 @@ const char* worker_state_name(WorkerState state) {
   return "unknown";
 }
 
-void ServedCounters::record_duration(std::uint64_t us, std::uint64_t count) noexcept {
+[[gnu::hot]] void ServedCounters::record_duration(std::uint64_t us, std::uint64_t count) noexcept {
   std::size_t bucket = 0;
   while (bucket < kDurationBoundsUs.size() && us > kDurationBoundsUs[bucket]) ++bucket;
   duration_buckets[bucket].fetch_add(count, std::memory_order_relaxed);

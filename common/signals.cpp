@@ -16,17 +16,17 @@ sigset_t make_sigset(std::initializer_list<int> signals) {
   return set;
 }
 
-BlockedSignals::BlockedSignals(const sigset_t& set) {
+[[gnu::hot]] BlockedSignals::BlockedSignals(const sigset_t& set) {
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &set, &previous_); err != 0) {
     throw SysError("pthread_sigmask", err);
   }
 }
 
-BlockedSignals::~BlockedSignals() {
+[[gnu::hot]] BlockedSignals::~BlockedSignals() {
   ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
 }
 
-UniqueFd open_signalfd(const sigset_t& set) {
+[[gnu::hot]] UniqueFd open_signalfd(const sigset_t& set) {
   UniqueFd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!fd) throw SysError("signalfd");
   return fd;
@@ -60,16 +60,16 @@ void restore_default_dispositions() {
   }
 }
 
-void reset_signals_after_fork() {
+[[gnu::hot]] void reset_signals_after_fork() {
   const sigset_t blocked = child_signals();
   ::pthread_sigmask(SIG_SETMASK, &blocked, nullptr);
 }
 
-sigset_t child_signals() {
+[[gnu::hot]] sigset_t child_signals() {
   return make_sigset({kSignalDrain, kSignalStop, SIGINT, kSignalReopen, SIGHUP});
 }
 
-void ignore_sigpipe() {
+[[gnu::hot]] void ignore_sigpipe() {
   struct sigaction ign {};
   ign.sa_handler = SIG_IGN;
   sigemptyset(&ign.sa_mask);

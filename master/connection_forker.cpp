@@ -186,7 +186,7 @@ void ConnectionForker::signal_all(int signo) const {
   for (const Child& child : children_) send_signal(child.pid, signo);
 }
 
-void ConnectionForker::drop_fds_in_child() {
+[[gnu::hot]] void ConnectionForker::drop_fds_in_child() {
   held_.fd.reset();
   acceptor_.release_spare();
 }

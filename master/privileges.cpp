@@ -313,7 +313,7 @@ const ChildCredentials& child_credentials() {
   return installed();
 }
 
-void apply_credentials(const ChildCredentials& c) {
+[[gnu::hot]] void apply_credentials(const ChildCredentials& c) {
   if (!c.drop) return;
   // Order matters: groups first (needs root), then the gid, then the uid, after which nothing
   // privileged is possible any more.
@@ -339,7 +339,7 @@ void apply_credentials(const ChildCredentials& c) {
   if (::prctl(PR_SET_DUMPABLE, 0) != 0) throw common::SysError("prctl(PR_SET_DUMPABLE)");
 }
 
-void drop_privileges_in_child(pid_t master_pid) {
+[[gnu::hot]] void drop_privileges_in_child(pid_t master_pid) {
   const ChildCredentials& c = installed();
   if (!c.drop) return;
   apply_credentials(c);

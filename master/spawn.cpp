@@ -15,8 +15,8 @@
 namespace prefork::master {
 namespace {
 
-[[noreturn]] void run_child(const ChildSetup& setup, const std::function<int()>& body,
-                            pid_t master_pid) {
+[[noreturn, gnu::hot]] void run_child(const ChildSetup& setup, const std::function<int()>& body,
+                                      pid_t master_pid) {
   common::reset_signals_after_fork();
   // The master may have died between fork() and prctl(): then our parent is already someone else.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != master_pid) {
@@ -43,7 +43,7 @@ namespace {
 
 }  // namespace
 
-pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body) {
+[[gnu::hot]] pid_t spawn_child(const ChildSetup& setup, const std::function<int()>& body) {
   const pid_t master_pid = ::getpid();
   // No flush before fork(): the error log writes every line at once (init_logging), so a child
   // inherits nothing buffered that it could write twice. Flushing here anyway wrote to stdio's

@@ -376,7 +376,7 @@ void Supervisor::watch(int fd, std::uint32_t events) {
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw common::SysError("epoll_ctl");
 }
 
-void Supervisor::drop_master_fds() {
+[[gnu::hot]] void Supervisor::drop_master_fds() {
   epoll_.reset();
   signal_fd_.reset();
   upgrader_.drop_in_child();

@@ -295,7 +295,7 @@ bool Upgrader::on_child_exit(pid_t pid, int status) {
   return true;
 }
 
-void Upgrader::drop_in_child() {
+[[gnu::hot]] void Upgrader::drop_in_child() {
   child_.reset();
   old_master_.reset();
   replies_.forget();

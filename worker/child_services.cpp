@@ -6,7 +6,7 @@
 
 namespace prefork::worker {
 
-ChildServices::ChildServices(const common::ChildContext& ctx, WorkerShared& shared) {
+[[gnu::hot]] ChildServices::ChildServices(const common::ChildContext& ctx, WorkerShared& shared) {
   const common::Config& config = ctx.config;
   if (config.access_log != "off") {
     access_log_.emplace(config.access_log, AccessLog::parse_format(config.access_log_format),

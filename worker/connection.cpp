@@ -56,7 +56,7 @@ PreparedConfig::PreparedConfig(const common::Config& config, std::string identit
 
 // read_buffer is left uninitialized on purpose (see its declaration).
 // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
-WorkerShared::WorkerShared(const common::ChildContext& ctx, PreparedConfig* given)
+[[gnu::hot]] WorkerShared::WorkerShared(const common::ChildContext& ctx, PreparedConfig* given)
     : config(ctx.config),
       own_prepared(given != nullptr
                        ? nullptr
@@ -75,6 +75,8 @@ WorkerShared::WorkerShared(const common::ChildContext& ctx, PreparedConfig* give
       body_min_rate(ctx.config.body_min_rate),
       served(served_counters(ctx)) {}
 
+[[gnu::hot]] WorkerShared::~WorkerShared() = default;
+
 std::optional<common::Millis> WorkerShared::next_deadline() const noexcept {
   std::optional<common::Millis> first;
   for (const TimerList* list : timer_lists()) {
@@ -83,8 +85,8 @@ std::optional<common::Millis> WorkerShared::next_deadline() const noexcept {
   return first;
 }
 
-Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
-                       bool proxy_protocol)
+[[gnu::hot]] Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr* peer,
+                                    bool proxy_protocol)
     : EpollSource(Kind::kConnection),
       fd_(std::move(fd)),
       shared_(shared),
@@ -106,11 +108,11 @@ Connection::Connection(common::UniqueFd fd, WorkerShared& shared, const sockaddr
   update_state();
 }
 
-Connection::~Connection() {
+[[gnu::hot]] Connection::~Connection() {
   close();
 }
 
-void Connection::close() noexcept {
+[[gnu::hot]] void Connection::close() noexcept {
   shared_.batch.clear();  // only ever this connection's: every other one flushed its own
   read_timer_.cancel();
   send_timer_.cancel();
@@ -126,7 +128,7 @@ bool Connection::on_ready(std::uint32_t events) {
   return service();
 }
 
-bool Connection::resume() {
+[[gnu::hot]] bool Connection::resume() {
   want_resume_ = false;
   return service();
 }
@@ -176,7 +178,7 @@ bool Connection::can_read() const noexcept {
 
 // Alternates flushing and reading until the socket has nothing more for us, the client has to
 // catch up with our output, or this connection's share of the pass is used up.
-bool Connection::service() {
+[[gnu::hot]] bool Connection::service() {
   for (int batch = 0;; ++batch) {
     if (!flush()) return false;
     if (lingering_) return linger();
@@ -215,7 +217,7 @@ bool Connection::service() {
   return true;
 }
 
-bool Connection::read_batch() {
+[[gnu::hot]] bool Connection::read_batch() {
   for (int i = 0; i < kReadsPerBatch && can_read(); ++i) {
     const ssize_t n = ::recv(fd_.get(), shared_.read_buffer.data(), shared_.read_buffer.size(), 0);
     if (n > 0) {
@@ -281,7 +283,7 @@ void Connection::decide_forwarding_trust(const sockaddr* client) {
   parser_.capture_forwarded(forwarded_trusted_);
 }
 
-bool Connection::feed(const char* data, std::size_t length) {
+[[gnu::hot]] bool Connection::feed(const char* data, std::size_t length) {
   if (awaiting_proxy_header()) {
     if (!feed_proxy_header(data, length)) return false;
     if (length == 0) return true;
@@ -322,7 +324,7 @@ ssize_t Connection::send_some(const char* data, std::size_t length, int flags) {
 }
 
 // One send() for everything queued; a partial write waits for EPOLLOUT under send_timeout.
-bool Connection::flush() {
+[[gnu::hot]] bool Connection::flush() {
   std::string& batch = shared_.batch;
   const char* data = nullptr;
   std::size_t length = 0;
@@ -493,7 +495,7 @@ bool Connection::body_on_pace() const noexcept {
 }
 
 // Picks the timer that governs the connection now, and keeps the worker's busy count.
-void Connection::update_state() {
+[[gnu::hot]] void Connection::update_state() {
   if (!lingering_) {
     TimerList* want = nullptr;
     const bool reading = !parser_.closing() && !peer_closed_ && backlog() <= kMaxBacklog;

@@ -66,6 +66,9 @@ struct WorkerShared {
   // `given`: prepared by the master for this configuration (per-connection children), or null
   // to build one here.
   WorkerShared(const common::ChildContext& ctx, PreparedConfig* given);
+  WorkerShared(const WorkerShared&) = delete;
+  WorkerShared& operator=(const WorkerShared&) = delete;
+  ~WorkerShared();  // out of line: with the rest of the child's code (see connection.cpp)
 
   static constexpr std::size_t kReadBufferSize = std::size_t{16} * 1024;
 

@@ -70,7 +70,7 @@ bool is_port(std::string_view text) {
 
 }  // namespace
 
-bool is_valid_host(std::string_view value) {
+[[gnu::hot]] bool is_valid_host(std::string_view value) {
   std::string_view host = value;
   std::string_view port;
   bool has_port = false;
@@ -92,7 +92,7 @@ bool is_valid_host(std::string_view value) {
   return is_reg_name(host) && (!has_port || is_port(port));
 }
 
-std::string_view trim_ows(std::string_view value) {
+[[gnu::hot]] std::string_view trim_ows(std::string_view value) {
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
   return value;

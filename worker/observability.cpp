@@ -509,9 +509,9 @@ std::string render_metrics(const StatusSnapshot& s) {
   return out;
 }
 
-Observability::Observability(const common::ChildContext& ctx, const Responses& responses,
-                             const bool& worker_draining,
-                             const std::uint64_t* proxy_protocol_errors)
+[[gnu::hot]] Observability::Observability(const common::ChildContext& ctx,
+                                          const Responses& responses, const bool& worker_draining,
+                                          const std::uint64_t* proxy_protocol_errors)
     : config_(ctx.config),
       scoreboard_(ctx.scoreboard),
       responses_(responses),

@@ -67,7 +67,8 @@ const llhttp_settings_t RequestParser::kSettings = [] {
   return settings;
 }();
 
-RequestParser::RequestParser(const Limits& limits, const Responses& responses, const Router* router)
+[[gnu::hot]] RequestParser::RequestParser(const Limits& limits, const Responses& responses,
+                                          const Router* router)
     : limits_(limits), responses_(responses), router_(router) {
   if (router_ == nullptr) {
     own_router_ = std::make_unique<Router>(limits);
@@ -78,7 +79,7 @@ RequestParser::RequestParser(const Limits& limits, const Responses& responses, c
   http_.data = this;
 }
 
-void RequestParser::set_handler(RequestHandler* handler, bool log_requests) {
+[[gnu::hot]] void RequestParser::set_handler(RequestHandler* handler, bool log_requests) {
   handler_ = handler;
   routing_ = handler != nullptr;
   log_requests_ = handler != nullptr && log_requests;
@@ -168,7 +169,7 @@ void RequestParser::collect_target(const char* at, std::size_t length) {
 
 // The target is complete: the router decides where the request goes. An echo keeps the target
 // and every header field; anything else needs neither.
-void RequestParser::route_target() {
+[[gnu::hot]] void RequestParser::route_target() {
   const std::string_view target = request_.target_split ? std::string_view(scratch_->target)
                                   : request_.target_at != nullptr
                                       ? std::string_view(request_.target_at, request_.target_length)
@@ -196,7 +197,7 @@ void RequestParser::save_split_host() {
 // llhttp pauses at three points, so that everything it consumed before them can be checked
 // here first: the end of the head, the last chunk (start of the trailer section), and the end
 // of a message, where the response is produced.
-void RequestParser::feed(std::string_view input, std::string& out) {
+[[gnu::hot]] void RequestParser::feed(std::string_view input, std::string& out) {
   if (phase_ == Phase::kClosing) {
     unread_input_ = unread_input_ || !input.empty();
     return;
@@ -302,7 +303,7 @@ void RequestParser::release(std::string& out) {
 }
 
 // Appends the response to the request read; returns whether it closes the connection.
-bool RequestParser::answer(std::string& out) {
+[[gnu::hot]] bool RequestParser::answer(std::string& out) {
   const bool last_allowed =
       limits_.keepalive_requests != 0 && response_count_ + 1 >= limits_.keepalive_requests;
   bool close = !request_.keep_alive || draining_ || last_allowed;
@@ -473,7 +474,7 @@ bool RequestParser::scan_failed(ErrorStatus status) {
 // llhttp (8.x, lenient flags off) still accepts a bare LF ending the head or the trailer
 // section, and obs-fold; both are smuggling vectors (RFC 9112 §2.2, §5.2), so every byte of a
 // head or trailer section passes here: LF only after CR, no line starting with SP or HTAB.
-bool RequestParser::scan_lines(const char* begin, const char* end) {
+[[gnu::hot]] bool RequestParser::scan_lines(const char* begin, const char* end) {
   // Only the bytes around each LF matter: the one before it and the one that starts a line.
   const char* c = begin;
   while (c < end) {
@@ -525,13 +526,13 @@ void RequestParser::start_request() {
   }
 }
 
-int RequestParser::on_message_begin(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_message_begin(llhttp_t* http) {
   if (self(http).replaying_) return HPE_OK;
   self(http).start_request();
   return HPE_OK;
 }
 
-int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length) {
+[[gnu::hot]] int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
   if (parser.replaying_) return HPE_OK;
   parser.request_.line_bytes += length;
@@ -542,13 +543,13 @@ int RequestParser::on_method(llhttp_t* http, const char* at, std::size_t length)
   return HPE_OK;
 }
 
-int RequestParser::on_method_complete(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_method_complete(llhttp_t* http) {
   if (self(http).replaying_) return HPE_OK;
   self(http).request_.head_method = http->method == HTTP_HEAD;
   return HPE_OK;
 }
 
-int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
+[[gnu::hot]] int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
   if (parser.replaying_) return HPE_OK;
   // "*" (asterisk-form) is only for OPTIONS (RFC 9112 §3.2.4), checked with the head.
@@ -575,13 +576,13 @@ int RequestParser::on_url(llhttp_t* http, const char* at, std::size_t length) {
   return HPE_OK;
 }
 
-int RequestParser::on_url_complete(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_url_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
   if (!parser.replaying_ && parser.routing_) parser.route_target();
   return HPE_OK;
 }
 
-int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length) {
+[[gnu::hot]] int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
   if (parser.replaying_) return HPE_OK;
   if (parser.capture_line_) {
@@ -601,7 +602,7 @@ int RequestParser::on_version(llhttp_t* http, const char* at, std::size_t length
   return HPE_OK;
 }
 
-int RequestParser::on_version_complete(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_version_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
   parser.request_.version_seen = true;
   // HTTP/1.x with x > 1 gets here only through recover(), as HTTP/1.1.
@@ -609,7 +610,8 @@ int RequestParser::on_version_complete(llhttp_t* http) {
   return HPE_OK;
 }
 
-int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t length) {
+[[gnu::hot]] int RequestParser::on_header_field(llhttp_t* http, const char* at,
+                                                std::size_t length) {
   RequestParser& parser = self(http);
   // llhttp accepts "Host : x" (space before the colon); RFC 9112 §5.1 requires a 400.
   for (std::size_t i = 0; i < length; ++i) {
@@ -661,7 +663,7 @@ int RequestParser::on_header_field(llhttp_t* http, const char* at, std::size_t l
   return HPE_OK;
 }
 
-int RequestParser::on_header_field_complete(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_header_field_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
   if (parser.request_.field_length == 0) return parser.reject(ErrorStatus::k400);  // ": x"
   if (++parser.request_.header_count > parser.limits_.max_headers)
@@ -705,7 +707,8 @@ int RequestParser::on_header_field_complete(llhttp_t* http) {
   return HPE_OK;
 }
 
-int RequestParser::on_header_value(llhttp_t* http, const char* at, std::size_t length) {
+[[gnu::hot]] int RequestParser::on_header_value(llhttp_t* http, const char* at,
+                                                std::size_t length) {
   RequestParser& parser = self(http);
   parser.request_.header_bytes += length;
   if (parser.request_.header_bytes > parser.limits_.max_header_bytes) {
@@ -781,7 +784,7 @@ void RequestParser::match_expect(const char* at, std::size_t length) {
   }
 }
 
-int RequestParser::on_header_value_complete(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_header_value_complete(llhttp_t* http) {
   RequestParser& parser = self(http);
   if (parser.request_.field == Field::kExpect) {
     const bool known = parser.request_.expect_state == ExpectState::kTrailing ||
@@ -804,12 +807,12 @@ int RequestParser::on_header_value_complete(llhttp_t* http) {
   return HPE_OK;
 }
 
-int RequestParser::on_headers_complete(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_headers_complete(llhttp_t* http) {
   return self(http).headers_complete();
 }
 
 // What answers the request, from its method and what the router said of its target.
-RequestParser::Kind RequestParser::kind_for(llhttp_method_t method) const {
+[[gnu::hot]] RequestParser::Kind RequestParser::kind_for(llhttp_method_t method) const {
   const bool backend = routing_ && router_->switches() && !request_.route.endpoint;
   const Kind hello = request_.route.switches.any() ? Kind::kBackend : Kind::kHello;
   switch (method) {
@@ -857,7 +860,7 @@ int RequestParser::headers_complete() {
   return HPE_PAUSED;
 }
 
-int RequestParser::on_chunk_header(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_chunk_header(llhttp_t* http) {
   RequestParser& parser = self(http);
   parser.request_.chunk_left = http->content_length;
   if (parser.request_.body_bytes + parser.request_.chunk_left > parser.limits_.max_body_bytes ||
@@ -873,7 +876,7 @@ int RequestParser::on_chunk_header(llhttp_t* http) {
   return HPE_PAUSED;
 }
 
-int RequestParser::on_body(llhttp_t* http, const char* at, std::size_t length) {
+[[gnu::hot]] int RequestParser::on_body(llhttp_t* http, const char* at, std::size_t length) {
   RequestParser& parser = self(http);
   parser.request_.body_bytes += length;
   if ((http->flags & F_CHUNKED) == 0) return HPE_OK;
@@ -887,7 +890,7 @@ int RequestParser::on_body(llhttp_t* http, const char* at, std::size_t length) {
   return HPE_OK;
 }
 
-int RequestParser::on_message_complete(llhttp_t* http) {
+[[gnu::hot]] int RequestParser::on_message_complete(llhttp_t* http) {
   self(http).message_done_ = true;
   return HPE_PAUSED;
 }

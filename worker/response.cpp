@@ -228,7 +228,7 @@ bool Responses::set_date(std::time_t now) {
   return true;
 }
 
-std::string_view Responses::hello(bool head, ConnectionHeader connection) const {
+[[gnu::hot]] std::string_view Responses::hello(bool head, ConnectionHeader connection) const {
   return ready((head ? head_ : get_)[mode_index(connection)],
                [&] { return build_hello(connection, head); });
 }

@@ -100,7 +100,7 @@ Router::Router(const Limits& limits) : switches_(limits.switches), max_delay_(li
   }
 }
 
-Route Router::route(std::string_view target) const {
+[[gnu::hot]] Route Router::route(std::string_view target) const {
   Route route;
   const std::size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);

@@ -57,7 +57,8 @@ void ConnectionPrototype::prepare(const common::Config& config, unsigned generat
   }
 }
 
-int ConnectionPrototype::serve(const common::ChildContext& ctx, common::UniqueFd client) {
+[[gnu::hot]] int ConnectionPrototype::serve(const common::ChildContext& ctx,
+                                            common::UniqueFd client) {
   PreparedConfig* const prepared = ctx.generation == generation_ ? prepared_.get() : nullptr;
   return guarded("connection",
                  [&] { return serve_single_connection(ctx, std::move(client), prepared); });
