@@ -42,6 +42,7 @@ Who& who() {
   return value;
 }
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 // "TAG (pid N)", put together by hand: printf's machinery would be two more pages of libc for
 // every per-connection child to fault in when it renames itself.
 [[gnu::hot]] void set_who(const char* tag) noexcept {

@@ -19,6 +19,7 @@ const char* worker_state_name(WorkerState state) {
   return "unknown";
 }
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 [[gnu::hot]] void ServedCounters::record_duration(std::uint64_t us, std::uint64_t count) noexcept {
   std::size_t bucket = 0;
   while (bucket < kDurationBoundsUs.size() && us > kDurationBoundsUs[bucket]) ++bucket;

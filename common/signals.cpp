@@ -16,6 +16,7 @@ sigset_t make_sigset(std::initializer_list<int> signals) {
   return set;
 }
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 [[gnu::hot]] BlockedSignals::BlockedSignals(const sigset_t& set) {
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &set, &previous_); err != 0) {
     throw SysError("pthread_sigmask", err);

@@ -186,6 +186,7 @@ void ConnectionForker::signal_all(int signo) const {
   for (const Child& child : children_) send_signal(child.pid, signo);
 }
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 [[gnu::hot]] void ConnectionForker::drop_fds_in_child() {
   held_.fd.reset();
   acceptor_.release_spare();

@@ -313,6 +313,7 @@ const ChildCredentials& child_credentials() {
   return installed();
 }
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 [[gnu::hot]] void apply_credentials(const ChildCredentials& c) {
   if (!c.drop) return;
   // Order matters: groups first (needs root), then the gid, then the uid, after which nothing

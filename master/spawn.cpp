@@ -15,6 +15,7 @@
 namespace prefork::master {
 namespace {
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 [[noreturn, gnu::hot]] void run_child(const ChildSetup& setup, const std::function<int()>& body,
                                       pid_t master_pid) {
   common::reset_signals_after_fork();

@@ -376,6 +376,7 @@ void Supervisor::watch(int fd, std::uint32_t events) {
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw common::SysError("epoll_ctl");
 }
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 [[gnu::hot]] void Supervisor::drop_master_fds() {
   epoll_.reset();
   signal_fd_.reset();

@@ -295,6 +295,7 @@ bool Upgrader::on_child_exit(pid_t pid, int status) {
   return true;
 }
 
+// [[gnu::hot]]: what a per-connection child runs (why: above worker::serve_single_connection).
 [[gnu::hot]] void Upgrader::drop_in_child() {
   child_.reset();
   old_master_.reset();
