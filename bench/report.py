@@ -200,6 +200,10 @@ if fl and fli:
         w(f"Per-connection mode reaches {pc_rps / med(fli):.0%} of the fork limit of its own "
           f"image ({pc_rps / med(fl):.0%} of the tiny process's).")
         w("")
+    w("How it got here, lever by lever, each measured when it landed: "
+      "[docs/benchmarks-per-connection.md](benchmarks-per-connection.md) (hand-written; "
+      "this script leaves it alone).")
+    w("")
 
 # ---- memory
 mem = R.get("memory", {})
