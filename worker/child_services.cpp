@@ -15,7 +15,8 @@ namespace prefork::worker {
     if (!config.trusted_proxies.empty()) shared.trusted_proxies = &config.trusted_proxies;
   }
   if (!config.healthz_path.empty() || !config.status_path.empty() || !config.metrics_path.empty()) {
-    observability_.emplace(ctx, shared.responses, shared.draining, &shared.proxy_protocol_errors);
+    observability_.emplace(ctx, shared.prepared.responses, shared.draining,
+                           &shared.proxy_protocol_errors);
     shared.observability = &*observability_;
   }
 }

@@ -62,9 +62,6 @@ PreparedConfig::PreparedConfig(const common::Config& config, std::string identit
                        ? nullptr
                        : std::make_unique<PreparedConfig>(ctx.config, shown_identity(ctx))),
       prepared(given != nullptr ? *given : *own_prepared),
-      limits(prepared.limits),
-      router(prepared.router),
-      responses(prepared.responses),
       header_timers(ctx.config.header_timeout),
       body_timers(ctx.config.body_timeout),
       keepalive_timers(ctx.config.keepalive_timeout),
@@ -90,9 +87,9 @@ std::optional<common::Millis> WorkerShared::next_deadline() const noexcept {
     : EpollSource(Kind::kConnection),
       fd_(std::move(fd)),
       shared_(shared),
-      parser_(shared.limits, shared.responses, &shared.router) {
+      parser_(shared.prepared.limits, shared.prepared.responses, &shared.prepared.router) {
   if (shared_.observability != nullptr || shared_.access_log != nullptr ||
-      shared_.limits.switches) {
+      shared_.prepared.limits.switches) {
     parser_.set_handler(this, shared_.access_log != nullptr);
   }
   if (shared_.access_log != nullptr) {

@@ -74,10 +74,7 @@ struct WorkerShared {
 
   const common::Config& config;
   const std::unique_ptr<PreparedConfig> own_prepared;  // null when given one
-  PreparedConfig& prepared;
-  const Limits& limits;
-  const Router& router;
-  Responses& responses;
+  PreparedConfig& prepared;  // limits, router and responses of this configuration
   TimerList header_timers;
   TimerList body_timers;
   TimerList keepalive_timers;

@@ -64,7 +64,7 @@ int EventLoop::run() {
       return common::kExitFailure;
     }
     shared_.now = common::monotonic_ms();
-    shared_.responses.set_date(static_cast<std::time_t>(common::wall_ms() / 1000));
+    shared_.prepared.responses.set_date(static_cast<std::time_t>(common::wall_ms() / 1000));
     for (int i = 0; i < n && !stopping_; ++i) handle(events_[static_cast<std::size_t>(i)]);
     if (stopping_) break;
     run_ready_list();

@@ -77,7 +77,7 @@ class SingleConnection {
         return common::kExitFailure;
       }
       shared_.now = common::monotonic_ms();
-      shared_.responses.set_date(static_cast<std::time_t>(common::wall_ms() / 1000));
+      shared_.prepared.responses.set_date(static_cast<std::time_t>(common::wall_ms() / 1000));
       if (n > 0 && fds[0].revents != 0) read_signals();
       if (stopping_) break;
       if (n > 0 && fds[1].revents != 0 && open_) {
